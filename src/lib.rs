@@ -1,0 +1,19 @@
+//! unleash-remediation-service: Keptn-compatible self-healing with Unleash feature flags.
+//!
+//! A problem event comes in (NATS or HTTP), the project's `remediation.yaml` says which flags to
+//! switch, Unleash is told, and every step is reported as a Keptn CloudEvent.
+//!
+//! # Layout
+//! - [`keptn`]: the protocol — event types, tolerant decoding into typed events, reply builders.
+//! - [`resources`]: `remediation.yaml` and `shipyard.yaml` — parsing, matching, where they come from.
+//! - [`unleash`]: the Unleash admin client (v3 and v4+) and the toggle action.
+//! - [`roles`]: the three roles — remediator, get-action, action — transport-agnostic.
+//! - [`bus`]: how the roles publish events, whatever the transport.
+//! - [`config`]: every setting, as flags and environment variables.
+
+pub mod bus;
+pub mod config;
+pub mod keptn;
+pub mod resources;
+pub mod roles;
+pub mod unleash;

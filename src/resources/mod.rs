@@ -1,0 +1,1 @@
+//! `remediation.yaml`, `shipyard.yaml` and where they come from.

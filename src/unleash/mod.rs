@@ -1,0 +1,1 @@
+//! The Unleash admin client and the toggle action.
