@@ -10,10 +10,12 @@
 //! - [`roles`]: the three roles — remediator, get-action, action — transport-agnostic.
 //! - [`bus`]: how the roles publish events, whatever the transport.
 //! - [`config`]: every setting, as flags and environment variables.
+//! - [`testkit`]: starts real nats-server, PostgreSQL and Unleash processes for tests, the demo and benchmarks.
 
 pub mod bus;
 pub mod config;
 pub mod keptn;
 pub mod resources;
 pub mod roles;
+pub mod testkit;
 pub mod unleash;

@@ -1,0 +1,1 @@
+//! The action role: the Unleash toggle-feature provider.

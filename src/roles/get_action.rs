@@ -1,0 +1,1 @@
+//! The get-action role (Keptn 0.8.3 – 1.x).

@@ -1,0 +1,1 @@
+//! The remediator role.

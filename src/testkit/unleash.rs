@@ -1,0 +1,1 @@
+//! A real Unleash server (npm) on a private PostgreSQL cluster.
