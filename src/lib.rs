@@ -9,7 +9,10 @@
 //! - [`unleash`]: the Unleash admin client (v3 and v4+) and the toggle action.
 //! - [`roles`]: the three roles — remediator, get-action, action — transport-agnostic.
 //! - [`bus`]: how the roles publish events, whatever the transport.
+//! - [`state`]: remediation state and duplicate protection (JetStream key-value or memory).
 //! - [`config`]: every setting, as flags and environment variables.
+//! - [`service`]: the running service — NATS consumers and publisher, HTTP endpoints, event routing.
+//! - [`telemetry`]: logs and the Prometheus recorder.
 //! - [`testkit`]: starts real nats-server, PostgreSQL and Unleash processes for tests, the demo and benchmarks.
 
 pub mod bus;
@@ -17,5 +20,8 @@ pub mod config;
 pub mod keptn;
 pub mod resources;
 pub mod roles;
+// pub mod service;
+pub mod state;
+pub mod telemetry;
 pub mod testkit;
 pub mod unleash;

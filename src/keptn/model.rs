@@ -17,7 +17,7 @@ pub struct Meta {
 }
 
 /// Project, stage and service an event is about. `service` may be empty for stage-wide problems.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Scope {
     pub project: String,
     pub stage: String,

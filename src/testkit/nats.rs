@@ -1,1 +1,147 @@
-//! A real `nats-server -js` on a free port.
+//! A real `nats-server -js` on a free loopback port, with its own store directory.
+//!
+//! The server is killed when the handle is dropped. It can be stopped and started again on the
+//! same port and store, to test reconnects and durability.
+
+use anyhow::{Context, bail};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running (or stopped) nats-server.
+pub struct NatsServer {
+    port: u16,
+    store: tempfile_dir::TempDir,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    /// Starts `nats-server -js` on a free port. Fails with install instructions when the binary
+    /// is missing.
+    pub fn start() -> anyhow::Result<NatsServer> {
+        let mut server = NatsServer {
+            port: super::free_port(),
+            store: tempfile_dir::TempDir::new("nats")?,
+            child: None,
+        };
+        server.start_again()?;
+        Ok(server)
+    }
+
+    /// `nats://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Starts the server again on the same port and store after [`NatsServer::stop`].
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        let binary = find_binary().context(
+            "nats-server is not installed: install it with `apt-get install -y nats-server` \
+             (or put a nats-server binary on PATH); the test suite's script does this itself",
+        )?;
+        let log = self.store.path().join("nats.log");
+        let child = Command::new(binary)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.store.path().join("js"))
+            .arg("-l")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("spawning nats-server")?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                let tail = std::fs::read_to_string(&log).unwrap_or_default();
+                self.child = None;
+                bail!("nats-server exited ({status}) before listening: {tail}");
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "nats-server did not listen on port {} within 10 s",
+                    self.port
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to go away.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn find_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("NATS_SERVER_BIN") {
+        return Some(PathBuf::from(path));
+    }
+    let candidates = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    candidates
+        .into_iter()
+        .chain([
+            "/usr/sbin".into(),
+            "/usr/local/bin".into(),
+            "/usr/bin".into(),
+        ])
+        .map(|dir: PathBuf| dir.join("nats-server"))
+        .find(|p| Path::new(p).is_file())
+}
+
+/// A temporary directory removed on drop (kept tiny to avoid a runtime dependency).
+pub(crate) mod tempfile_dir {
+    use std::path::{Path, PathBuf};
+
+    pub struct TempDir(PathBuf);
+
+    impl TempDir {
+        pub fn new(prefix: &str) -> std::io::Result<TempDir> {
+            let dir = std::env::temp_dir().join(format!(
+                "urs-{prefix}-{}-{}",
+                std::process::id(),
+                uuid::Uuid::new_v4().simple()
+            ));
+            std::fs::create_dir_all(&dir)?;
+            Ok(TempDir(dir))
+        }
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}

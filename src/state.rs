@@ -1,0 +1,322 @@
+//! Remediation state: which problems are being or have been remediated, and what each one is
+//! waiting for.
+//!
+//! With JetStream the state lives in a key-value bucket, so replicas share it and it survives
+//! restarts; every change is a compare-and-set on the entry's revision, so two replicas never
+//! both act on one problem. Without JetStream it lives in this process's memory.
+//!
+//! Keys: `p.<hash of project/stage/service/problem>` → [`Record`]; `a.<action.triggered id>` →
+//! the problem key, so that whichever replica receives an `action.finished` finds its remediation.
+
+use crate::keptn::Scope;
+use anyhow::Context;
+use async_nats::jetstream::{self, kv};
+use bytes::Bytes;
+use futures::TryStreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// Claimed by an OPEN; events not yet sent.
+    Starting,
+    /// An action.triggered is out; waiting for its action.finished or the deadline.
+    Waiting,
+    /// remediation.finished was sent; later OPENs are duplicates until the problem closes.
+    Finished,
+}
+
+/// One remediation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub phase: Phase,
+    /// Id of the OPEN event that started it; a redelivery of that event resumes, any other OPEN
+    /// is a duplicate.
+    pub opened_by: String,
+    pub scope: Scope,
+    pub labels: BTreeMap<String, String>,
+    pub problem: Value,
+    pub keptn_context: String,
+    pub git_commit_id: Option<String>,
+    /// Id of our remediation.triggered, fixed before it is sent so a resend carries the same id.
+    pub remediation_triggered_id: String,
+    pub action_index: usize,
+    pub action_triggered_id: Option<String>,
+    pub action_label: String,
+    /// Unix milliseconds after which the action counts as timed out.
+    pub deadline_ms: i64,
+    pub last_error: String,
+    /// Unix milliseconds when the remediation started, for the duration metric.
+    pub started_ms: i64,
+}
+
+/// Key of a problem: project, stage, service and its identity (ProblemID, PID or title).
+pub fn problem_key(scope: &Scope, identity: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [&scope.project, &scope.stage, &scope.service, identity] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    let digest = h.finalize();
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("p.{hex}")
+}
+
+fn index_key(action_triggered_id: &str) -> String {
+    let clean: String = action_triggered_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("a.{clean}")
+}
+
+/// Outcome of [`Store::create`].
+#[derive(Debug)]
+pub enum Claim {
+    Created(u64),
+    Exists(Box<Record>, u64),
+}
+
+pub enum Store {
+    Memory(MemoryStore),
+    Kv(kv::Store),
+}
+
+impl Store {
+    /// The shared bucket, created when missing.
+    pub async fn jetstream(
+        js: &jetstream::Context,
+        bucket: &str,
+        ttl: Duration,
+    ) -> anyhow::Result<Store> {
+        let store = match js.get_key_value(bucket).await {
+            Ok(store) => store,
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket: bucket.to_owned(),
+                    description: "unleash-remediation-service: remediation state".into(),
+                    history: 1,
+                    max_age: ttl,
+                    storage: jetstream::stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .with_context(|| format!("creating key-value bucket {bucket}"))?,
+        };
+        Ok(Store::Kv(store))
+    }
+
+    pub fn memory(ttl: Duration) -> Store {
+        Store::Memory(MemoryStore::new(ttl))
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Store::Memory(_) => "memory",
+            Store::Kv(_) => "jetstream-kv",
+        }
+    }
+
+    /// Claims `key` for a new remediation, atomically across replicas.
+    pub async fn create(&self, key: &str, record: &Record) -> anyhow::Result<Claim> {
+        match self {
+            Store::Memory(m) => Ok(m.create(key, record)),
+            Store::Kv(s) => match s.create(key, encode(record)).await {
+                Ok(rev) => Ok(Claim::Created(rev)),
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                    match self.get(key).await? {
+                        Some((r, rev)) => Ok(Claim::Exists(Box::new(r), rev)),
+                        // Deleted between the two calls (a CLOSED raced in): try once more.
+                        None => match s.create(key, encode(record)).await {
+                            Ok(rev) => Ok(Claim::Created(rev)),
+                            Err(e) => Err(e).context("claiming remediation state"),
+                        },
+                    }
+                }
+                Err(e) => Err(e).context("claiming remediation state"),
+            },
+        }
+    }
+
+    pub async fn get(&self, key: &str) -> anyhow::Result<Option<(Record, u64)>> {
+        match self {
+            Store::Memory(m) => Ok(m.get(key)),
+            Store::Kv(s) => {
+                let Some(entry) = s.entry(key).await.context("reading remediation state")? else {
+                    return Ok(None);
+                };
+                if entry.operation != kv::Operation::Put || entry.value.is_empty() {
+                    return Ok(None);
+                }
+                let record = serde_json::from_slice(&entry.value)
+                    .context("remediation state entry is not a record")?;
+                Ok(Some((record, entry.revision)))
+            }
+        }
+    }
+
+    /// Compare-and-set; `None` when someone else changed the entry since `revision`.
+    pub async fn update(
+        &self,
+        key: &str,
+        record: &Record,
+        revision: u64,
+    ) -> anyhow::Result<Option<u64>> {
+        match self {
+            Store::Memory(m) => Ok(m.update(key, record, revision)),
+            Store::Kv(s) => match s.update(key, encode(record), revision).await {
+                Ok(rev) => Ok(Some(rev)),
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(None),
+                Err(e) => Err(e).context("updating remediation state"),
+            },
+        }
+    }
+
+    pub async fn delete(&self, key: &str) -> anyhow::Result<()> {
+        match self {
+            Store::Memory(m) => {
+                m.delete(key);
+                Ok(())
+            }
+            Store::Kv(s) => s.purge(key).await.context("deleting remediation state"),
+        }
+    }
+
+    /// Remembers which problem an action.triggered belongs to.
+    pub async fn link_action(&self, action_triggered_id: &str, key: &str) -> anyhow::Result<()> {
+        let ik = index_key(action_triggered_id);
+        match self {
+            Store::Memory(m) => {
+                m.links
+                    .lock()
+                    .expect("state lock")
+                    .insert(ik, key.to_owned());
+                Ok(())
+            }
+            Store::Kv(s) => s
+                .put(ik, Bytes::copy_from_slice(key.as_bytes()))
+                .await
+                .map(|_| ())
+                .context("writing action index"),
+        }
+    }
+
+    /// The problem key an action.triggered id belongs to, if it is one of ours.
+    pub async fn action_owner(&self, action_triggered_id: &str) -> anyhow::Result<Option<String>> {
+        let ik = index_key(action_triggered_id);
+        match self {
+            Store::Memory(m) => Ok(m.links.lock().expect("state lock").get(&ik).cloned()),
+            Store::Kv(s) => Ok(s
+                .get(ik)
+                .await
+                .context("reading action index")?
+                .filter(|v| !v.is_empty())
+                .map(|v| String::from_utf8_lossy(&v).into_owned())),
+        }
+    }
+
+    /// Every remediation waiting for an action, to re-arm their timeouts after a start.
+    pub async fn waiting(&self) -> anyhow::Result<Vec<(String, Record)>> {
+        let keys: Vec<String> = match self {
+            Store::Memory(m) => m.keys(),
+            Store::Kv(s) => s
+                .keys()
+                .await
+                .context("listing remediation state")?
+                .try_collect()
+                .await
+                .context("listing remediation state")?,
+        };
+        let mut out = Vec::new();
+        for key in keys.into_iter().filter(|k| k.starts_with("p.")) {
+            if let Some((record, _)) = self.get(&key).await? {
+                if record.phase == Phase::Waiting {
+                    out.push((key, record));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn encode(record: &Record) -> Bytes {
+    Bytes::from(serde_json::to_vec(record).expect("records serialize"))
+}
+
+/// In-process state for core NATS without JetStream. Entries expire after the TTL.
+pub struct MemoryStore {
+    ttl: Duration,
+    entries: Mutex<HashMap<String, (Record, u64, Instant)>>,
+    links: Mutex<HashMap<String, String>>,
+    revision: std::sync::atomic::AtomicU64,
+}
+
+impl MemoryStore {
+    fn new(ttl: Duration) -> Self {
+        MemoryStore {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+            links: Mutex::new(HashMap::new()),
+            revision: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+    fn next(&self) -> u64 {
+        self.revision
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+    fn create(&self, key: &str, record: &Record) -> Claim {
+        let mut entries = self.entries.lock().expect("state lock");
+        let now = Instant::now();
+        if let Some((r, rev, at)) = entries.get(key) {
+            if now.duration_since(*at) < self.ttl {
+                return Claim::Exists(Box::new(r.clone()), *rev);
+            }
+        }
+        if entries.len() > 10_000 {
+            let ttl = self.ttl;
+            entries.retain(|_, (_, _, at)| now.duration_since(*at) < ttl);
+        }
+        let rev = self.next();
+        entries.insert(key.to_owned(), (record.clone(), rev, now));
+        Claim::Created(rev)
+    }
+    fn get(&self, key: &str) -> Option<(Record, u64)> {
+        let entries = self.entries.lock().expect("state lock");
+        entries
+            .get(key)
+            .filter(|(_, _, at)| at.elapsed() < self.ttl)
+            .map(|(r, rev, _)| (r.clone(), *rev))
+    }
+    fn update(&self, key: &str, record: &Record, revision: u64) -> Option<u64> {
+        let mut entries = self.entries.lock().expect("state lock");
+        match entries.get_mut(key) {
+            Some(entry) if entry.1 == revision => {
+                let rev = self.next();
+                *entry = (record.clone(), rev, Instant::now());
+                Some(rev)
+            }
+            _ => None,
+        }
+    }
+    fn delete(&self, key: &str) {
+        self.entries.lock().expect("state lock").remove(key);
+    }
+    fn keys(&self) -> Vec<String> {
+        self.entries
+            .lock()
+            .expect("state lock")
+            .keys()
+            .cloned()
+            .collect()
+    }
+}
