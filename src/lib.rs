@@ -11,11 +11,13 @@
 //! - [`bus`]: how the roles publish events, whatever the transport.
 //! - [`state`]: remediation state and duplicate protection (JetStream key-value or memory).
 //! - [`config`]: every setting, as flags and environment variables.
+//! - [`commands`]: what the `validate` and `resolve` subcommands do.
 //! - [`service`]: the running service — NATS consumers and publisher, HTTP endpoints, event routing.
 //! - [`telemetry`]: logs and the Prometheus recorder.
 //! - [`testkit`]: starts real nats-server, PostgreSQL and Unleash processes for tests, the demo and benchmarks.
 
 pub mod bus;
+pub mod commands;
 pub mod config;
 pub mod keptn;
 pub mod resources;

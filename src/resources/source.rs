@@ -1,0 +1,511 @@
+//! Where `remediation.yaml` and `shipyard.yaml` come from (SPEC section 3): a directory, or the
+//! Keptn API.
+//!
+//! A source only fetches text; parsing is [`super::RemediationFile`]'s and [`super::Shipyard`]'s.
+//! `Ok(None)` means "there is no such file", which callers answer differently from "the file
+//! could not be read" (`Err`).
+
+use super::yaml::MAX_FILE_BYTES;
+use crate::keptn::Scope;
+use base64::Engine;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The file names Keptn stores the resources under.
+pub const REMEDIATION_FILE: &str = "remediation.yaml";
+pub const SHIPYARD_FILE: &str = "shipyard.yaml";
+
+/// The text of a resource and where it came from (a path or URL, for error messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    pub text: String,
+    pub origin: String,
+}
+
+/// A resource could not be read (which is not the same as: it does not exist).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// A project, stage or service name that cannot be part of a path or URL.
+    #[error("{what} {value:?} cannot name a resource: {why}")]
+    InvalidName {
+        what: &'static str,
+        value: String,
+        why: &'static str,
+    },
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{origin} is larger than {MAX_FILE_BYTES} bytes")]
+    TooLarge { origin: String },
+    #[error("{origin} is not UTF-8 text")]
+    NotText { origin: String },
+    /// The Keptn API answered with an error status.
+    #[error("the Keptn API answered {status} for {url}{}", detail(.body))]
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
+    /// No answer from the Keptn API (connection refused, timeout, ...).
+    #[error("the Keptn API could not be reached at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    /// The Keptn API answered, but not with a resource.
+    #[error("the Keptn API answer for {url} is not a resource: {reason}")]
+    BadResponse { url: String, reason: String },
+}
+
+fn detail(body: &str) -> String {
+    if body.is_empty() {
+        String::new()
+    } else {
+        format!(": {body}")
+    }
+}
+
+/// Where resources are read from; the service picks one at start (SPEC section 3).
+#[derive(Debug, Clone)]
+pub enum ResourceSource {
+    Dir(DirSource),
+    KeptnApi(KeptnApiSource),
+}
+
+impl ResourceSource {
+    /// The `remediation.yaml` for a scope. `git_commit` (the trigger's `gitcommitid`) pins the
+    /// version where the source keeps history (Keptn's resource-service).
+    pub async fn remediation(
+        &self,
+        scope: &Scope,
+        git_commit: Option<&str>,
+    ) -> Result<Option<Loaded>, SourceError> {
+        match self {
+            ResourceSource::Dir(d) => d.remediation(scope).await,
+            ResourceSource::KeptnApi(k) => k.remediation(scope, git_commit).await,
+        }
+    }
+
+    /// The project's `shipyard.yaml`.
+    pub async fn shipyard(
+        &self,
+        project: &str,
+        git_commit: Option<&str>,
+    ) -> Result<Option<Loaded>, SourceError> {
+        match self {
+            ResourceSource::Dir(d) => d.shipyard(project).await,
+            ResourceSource::KeptnApi(k) => k.shipyard(project, git_commit).await,
+        }
+    }
+}
+
+/// A name that becomes a path segment or URL segment must stay one segment.
+fn checked<'a>(what: &'static str, value: &'a str) -> Result<&'a str, SourceError> {
+    let why = if value.is_empty() {
+        Some("it is empty")
+    } else if value == "." || value == ".." {
+        Some("it would point outside the resource tree")
+    } else if value.contains(['/', '\\']) {
+        Some("it contains a slash")
+    } else if value.chars().any(char::is_control) {
+        Some("it contains a control character")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(SourceError::InvalidName {
+            what,
+            value: value.to_owned(),
+            why,
+        }),
+        None => Ok(value),
+    }
+}
+
+/// Resources in a directory tree (`RESOURCE_DIR`), most specific file first:
+/// `{dir}/{project}/{stage}/{service}/remediation.yaml`, `{dir}/{project}/{stage}/remediation.yaml`,
+/// `{dir}/remediation.yaml`; `{dir}/{project}/shipyard.yaml`, `{dir}/shipyard.yaml`.
+///
+/// The last fallbacks make the plain-VM case simple: one `remediation.yaml` and one
+/// `shipyard.yaml` next to the service serve every project.
+#[derive(Debug, Clone)]
+pub struct DirSource {
+    dir: PathBuf,
+}
+
+impl DirSource {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        DirSource { dir: dir.into() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The places `remediation.yaml` is looked for, in order. An empty service skips the
+    /// service level.
+    pub fn remediation_candidates(&self, scope: &Scope) -> Result<Vec<PathBuf>, SourceError> {
+        let project = checked("project", &scope.project)?;
+        let stage = checked("stage", &scope.stage)?;
+        let mut paths = Vec::with_capacity(3);
+        if !scope.service.is_empty() {
+            let service = checked("service", &scope.service)?;
+            paths.push(
+                self.dir
+                    .join(project)
+                    .join(stage)
+                    .join(service)
+                    .join(REMEDIATION_FILE),
+            );
+        }
+        paths.push(self.dir.join(project).join(stage).join(REMEDIATION_FILE));
+        paths.push(self.dir.join(REMEDIATION_FILE));
+        Ok(paths)
+    }
+
+    /// The places `shipyard.yaml` is looked for, in order.
+    pub fn shipyard_candidates(&self, project: &str) -> Result<Vec<PathBuf>, SourceError> {
+        let project = checked("project", project)?;
+        Ok(vec![
+            self.dir.join(project).join(SHIPYARD_FILE),
+            self.dir.join(SHIPYARD_FILE),
+        ])
+    }
+
+    async fn remediation(&self, scope: &Scope) -> Result<Option<Loaded>, SourceError> {
+        first_existing(self.remediation_candidates(scope)?).await
+    }
+
+    async fn shipyard(&self, project: &str) -> Result<Option<Loaded>, SourceError> {
+        first_existing(self.shipyard_candidates(project)?).await
+    }
+}
+
+async fn first_existing(paths: Vec<PathBuf>) -> Result<Option<Loaded>, SourceError> {
+    for path in paths {
+        if let Some(loaded) = read_file(&path).await? {
+            return Ok(Some(loaded));
+        }
+    }
+    Ok(None)
+}
+
+async fn read_file(path: &Path) -> Result<Option<Loaded>, SourceError> {
+    let origin = path.display().to_string();
+    let io = |source| SourceError::Io {
+        path: origin.clone(),
+        source,
+    };
+    let meta = match tokio::fs::metadata(path).await {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    if meta.is_dir() {
+        return Ok(None);
+    }
+    if meta.len() > MAX_FILE_BYTES as u64 {
+        return Err(SourceError::TooLarge { origin });
+    }
+    let bytes = match tokio::fs::read(path).await {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    let text = String::from_utf8(bytes).map_err(|_| SourceError::NotText {
+        origin: origin.clone(),
+    })?;
+    Ok(Some(Loaded { text, origin }))
+}
+
+/// Which Keptn service stores resources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceApi {
+    /// `resource-service` (Keptn 0.12 – 1.x); reads the version named by `gitCommitID`.
+    ResourceService,
+    /// `configuration-service` (Keptn < 0.12); no commit parameter.
+    ConfigurationService,
+}
+
+impl ResourceApi {
+    fn path_prefix(self) -> &'static str {
+        match self {
+            ResourceApi::ResourceService => "resource-service",
+            ResourceApi::ConfigurationService => "configuration-service",
+        }
+    }
+}
+
+/// The Keptn API token. Never printed: `Debug` shows `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiToken(String);
+
+impl ApiToken {
+    pub fn new(token: impl Into<String>) -> Self {
+        ApiToken(token.into())
+    }
+}
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// What may stay literal in a URL path segment (RFC 3986 unreserved characters).
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Resources from the Keptn API (`KEPTN_API_ENDPOINT`, token sent as `x-token`).
+///
+/// Like Keptn's own remediation-service, the service-level file is read when the event names a
+/// service and the stage-level file otherwise, without falling back from one to the other.
+#[derive(Debug, Clone)]
+pub struct KeptnApiSource {
+    endpoint: String,
+    token: ApiToken,
+    api: ResourceApi,
+    client: reqwest::Client,
+    retries: u32,
+    backoff: Duration,
+}
+
+/// Keptn's resource answer; other members (metadata) are ignored.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ResourceBody {
+    resource_content: Option<String>,
+}
+
+impl KeptnApiSource {
+    /// `endpoint` is the API base, e.g. `http://keptn.example/api`; every request gives up after
+    /// `timeout`. Fails only when `endpoint` is not an http(s) URL.
+    pub fn new(
+        endpoint: &str,
+        token: ApiToken,
+        api: ResourceApi,
+        timeout: Duration,
+    ) -> Result<Self, SourceError> {
+        let parsed = url::Url::parse(endpoint).map_err(|e| SourceError::Unreachable {
+            url: endpoint.to_owned(),
+            reason: format!("not a URL: {e}"),
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(SourceError::Unreachable {
+                url: endpoint.to_owned(),
+                reason: "the Keptn API endpoint must be an http or https URL".into(),
+            });
+        }
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()
+            .map_err(|e| SourceError::Unreachable {
+                url: endpoint.to_owned(),
+                reason: e.to_string(),
+            })?;
+        Ok(KeptnApiSource {
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            token,
+            api,
+            client,
+            retries: 2,
+            backoff: Duration::from_millis(250),
+        })
+    }
+
+    /// Retries after a connection error or a 5xx answer (default 2, 250 ms apart, doubling).
+    pub fn with_retries(mut self, retries: u32, backoff: Duration) -> Self {
+        self.retries = retries;
+        self.backoff = backoff;
+        self
+    }
+
+    /// The URL of a service- or stage-level resource.
+    pub fn remediation_url(
+        &self,
+        scope: &Scope,
+        git_commit: Option<&str>,
+    ) -> Result<String, SourceError> {
+        let mut path = format!(
+            "/project/{}/stage/{}",
+            segment(checked("project", &scope.project)?),
+            segment(checked("stage", &scope.stage)?)
+        );
+        if !scope.service.is_empty() {
+            path.push_str("/service/");
+            path.push_str(&segment(checked("service", &scope.service)?));
+        }
+        Ok(self.resource_url(&path, REMEDIATION_FILE, git_commit))
+    }
+
+    /// The URL of a project-level resource.
+    pub fn shipyard_url(
+        &self,
+        project: &str,
+        git_commit: Option<&str>,
+    ) -> Result<String, SourceError> {
+        let path = format!("/project/{}", segment(checked("project", project)?));
+        Ok(self.resource_url(&path, SHIPYARD_FILE, git_commit))
+    }
+
+    fn resource_url(&self, path: &str, resource: &str, git_commit: Option<&str>) -> String {
+        let mut url = format!(
+            "{}/{}/v1{}/resource/{}",
+            self.endpoint,
+            self.api.path_prefix(),
+            path,
+            segment(resource)
+        );
+        // Keptn's remediation-service sent `commitID`, which resource-service ignores; the
+        // parameter it reads is `gitCommitID`. configuration-service has none.
+        if let (ResourceApi::ResourceService, Some(commit)) =
+            (self.api, git_commit.filter(|c| !c.is_empty()))
+        {
+            url.push_str("?gitCommitID=");
+            url.push_str(&segment(commit));
+        }
+        url
+    }
+
+    async fn remediation(
+        &self,
+        scope: &Scope,
+        git_commit: Option<&str>,
+    ) -> Result<Option<Loaded>, SourceError> {
+        let url = self.remediation_url(scope, git_commit)?;
+        self.get(url).await
+    }
+
+    async fn shipyard(
+        &self,
+        project: &str,
+        git_commit: Option<&str>,
+    ) -> Result<Option<Loaded>, SourceError> {
+        let url = self.shipyard_url(project, git_commit)?;
+        self.get(url).await
+    }
+
+    async fn get(&self, url: String) -> Result<Option<Loaded>, SourceError> {
+        let mut attempt = 0;
+        loop {
+            match self.get_once(&url).await {
+                Err(e @ (SourceError::Unreachable { .. } | SourceError::Status { .. }))
+                    if attempt < self.retries && retryable(&e) =>
+                {
+                    attempt += 1;
+                    tracing::warn!(%url, attempt, error = %e, "retrying the Keptn API");
+                    tokio::time::sleep(self.backoff * 2u32.saturating_pow(attempt - 1)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn get_once(&self, url: &str) -> Result<Option<Loaded>, SourceError> {
+        let unreachable = |e: reqwest::Error| SourceError::Unreachable {
+            url: url.to_owned(),
+            reason: error_chain(&e),
+        };
+        let response = self
+            .client
+            .get(url)
+            .header("x-token", &self.token.0)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if response
+            .content_length()
+            .is_some_and(|len| len > (MAX_FILE_BYTES as u64) * 2)
+        {
+            return Err(SourceError::TooLarge {
+                origin: url.to_owned(),
+            });
+        }
+        let body = response.bytes().await.map_err(unreachable)?;
+        if !status.is_success() {
+            return Err(SourceError::Status {
+                url: url.to_owned(),
+                status: status.as_u16(),
+                body: excerpt(&body),
+            });
+        }
+        if body.len() > MAX_FILE_BYTES * 2 {
+            return Err(SourceError::TooLarge {
+                origin: url.to_owned(),
+            });
+        }
+        let bad = |reason: String| SourceError::BadResponse {
+            url: url.to_owned(),
+            reason,
+        };
+        let resource: ResourceBody = serde_json::from_slice(&body)
+            .map_err(|e| bad(format!("not the expected JSON: {e}")))?;
+        let content = resource
+            .resource_content
+            .ok_or_else(|| bad("`resourceContent` is missing".into()))?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(content.trim())
+            .map_err(|e| bad(format!("`resourceContent` is not base64: {e}")))?;
+        if bytes.len() > MAX_FILE_BYTES {
+            return Err(SourceError::TooLarge {
+                origin: url.to_owned(),
+            });
+        }
+        let text = String::from_utf8(bytes).map_err(|_| SourceError::NotText {
+            origin: url.to_owned(),
+        })?;
+        Ok(Some(Loaded {
+            text,
+            origin: url.to_owned(),
+        }))
+    }
+}
+
+fn retryable(e: &SourceError) -> bool {
+    match e {
+        SourceError::Unreachable { .. } => true,
+        SourceError::Status { status, .. } => *status >= 500,
+        _ => false,
+    }
+}
+
+fn segment(s: &str) -> String {
+    utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+/// The first line of an error body, shortened: enough to say what Keptn complained about.
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let line = text.lines().next().unwrap_or("").trim();
+    let mut out: String = line.chars().take(200).collect();
+    if line.chars().count() > 200 {
+        out.push('…');
+    }
+    out
+}
+
+/// An error with its causes ("error sending request: connection refused"); reqwest's own
+/// message stops at the first.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        cause = c.source();
+    }
+    text
+}
