@@ -22,7 +22,7 @@ pub mod config;
 pub mod keptn;
 pub mod resources;
 pub mod roles;
-// pub mod service;
+pub mod service;
 pub mod state;
 pub mod telemetry;
 pub mod testkit;

@@ -101,17 +101,30 @@ impl Store {
     ) -> anyhow::Result<Store> {
         let store = match js.get_key_value(bucket).await {
             Ok(store) => store,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: bucket.to_owned(),
-                    description: "unleash-remediation-service: remediation state".into(),
-                    history: 1,
+            Err(_) => {
+                // The bucket's stream is made directly, with the settings a key-value bucket has:
+                // the library's own bucket creation first asks for account information in a
+                // shape nats-server 2.9 does not answer.
+                js.get_or_create_stream(jetstream::stream::Config {
+                    name: format!("KV_{bucket}"),
+                    description: Some("unleash-remediation-service: remediation state".into()),
+                    subjects: vec![format!("$KV.{bucket}.>")],
+                    max_messages_per_subject: 1,
                     max_age: ttl,
                     storage: jetstream::stream::StorageType::File,
+                    allow_rollup: true,
+                    deny_delete: true,
+                    allow_direct: true,
+                    discard: jetstream::stream::DiscardPolicy::New,
+                    num_replicas: 1,
                     ..Default::default()
                 })
                 .await
-                .with_context(|| format!("creating key-value bucket {bucket}"))?,
+                .with_context(|| format!("creating key-value bucket {bucket}"))?;
+                js.get_key_value(bucket)
+                    .await
+                    .with_context(|| format!("opening key-value bucket {bucket}"))?
+            }
         };
         Ok(Store::Kv(store))
     }

@@ -43,8 +43,9 @@ impl DecodeError {
     }
 }
 
-/// CloudEvents context attributes of 1.0 and 0.3 (the names the SDK deserializes itself).
-const ATTRIBUTES: [&str; 12] = [
+/// CloudEvents 1.0 context attributes (the names the SDK reads itself in a 1.0 event). Any other
+/// member is an extension candidate.
+const ATTRIBUTES_V10: [&str; 10] = [
     "specversion",
     "id",
     "type",
@@ -55,7 +56,20 @@ const ATTRIBUTES: [&str; 12] = [
     "time",
     "data",
     "data_base64",
+];
+
+/// CloudEvents 0.3 context attributes: `schemaurl` and `datacontentencoding` instead of
+/// `dataschema` and `data_base64`.
+const ATTRIBUTES_V03: [&str; 10] = [
+    "specversion",
+    "id",
+    "type",
+    "source",
+    "datacontenttype",
     "schemaurl",
+    "subject",
+    "time",
+    "data",
     "datacontentencoding",
 ];
 
@@ -94,7 +108,10 @@ pub fn to_cloudevent(value: Value) -> Result<Event, DecodeError> {
         None => return Err(fail("attribute `type` is missing".into())),
     }
     let version = match obj.get("specversion") {
-        None => "1.0".to_owned(),
+        None => {
+            obj.insert("specversion".into(), Value::String("1.0".into()));
+            "1.0".to_owned()
+        }
         Some(Value::String(v)) => v.clone(),
         Some(_) => return Err(fail("attribute `specversion` must be a string".into())),
     };
@@ -109,11 +126,11 @@ pub fn to_cloudevent(value: Value) -> Result<Event, DecodeError> {
         }
         other => return Err(fail(format!("unsupported specversion {other:?}"))),
     }
-    if !obj.contains_key("datacontenttype") {
-        if let Some(Value::String(ct)) = obj.get("contenttype") {
-            let ct = ct.clone();
-            obj.insert("datacontenttype".into(), Value::String(ct));
-        }
+    if !obj.contains_key("datacontenttype")
+        && let Some(Value::String(ct)) = obj.get("contenttype")
+    {
+        let ct = ct.clone();
+        obj.insert("datacontenttype".into(), Value::String(ct));
     }
     if !matches!(obj.get("id"), Some(Value::String(s)) if !s.is_empty()) {
         // Keptn's own decoders accept events without an id; replies still need one to point at.
@@ -130,19 +147,31 @@ pub fn to_cloudevent(value: Value) -> Result<Event, DecodeError> {
             obj.remove("time");
         }
     }
-    for attr in ["datacontenttype", "dataschema", "subject"] {
+    let (attributes, schema_attr) = if version == "0.3" {
+        (&ATTRIBUTES_V03, "schemaurl")
+    } else {
+        (&ATTRIBUTES_V10, "dataschema")
+    };
+    for attr in ["datacontenttype", schema_attr, "subject"] {
         if obj.get(attr).is_some_and(|v| !v.is_string()) {
             obj.remove(attr);
         }
     }
+    if version == "0.3"
+        && obj
+            .get("datacontentencoding")
+            .is_some_and(|v| !v.is_string())
+    {
+        obj.remove("datacontentencoding");
+    }
     if obj
-        .get("dataschema")
+        .get(schema_attr)
         .and_then(Value::as_str)
         .is_some_and(|s| url::Url::parse(s).is_err())
     {
-        obj.remove("dataschema");
+        obj.remove(schema_attr);
     }
-    obj.retain(|name, value| ATTRIBUTES.contains(&name.as_str()) || usable_extension(name, value));
+    obj.retain(|name, value| attributes.contains(&name.as_str()) || usable_extension(name, value));
     serde_json::from_value::<Event>(Value::Object(obj))
         .map_err(|e| fail(format!("not a CloudEvent: {e}")))
 }

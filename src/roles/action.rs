@@ -1,1 +1,123 @@
-//! The action role: the Unleash toggle-feature provider.
+//! The action role: the Unleash `toggle-feature` provider (SPEC section 6), replacing
+//! keptn-contrib/unleash-service.
+//!
+//! For an `action.triggered` whose action is `toggle-feature` (or Keptn 0.6's `featuretoggle`)
+//! it replies `action.started`, switches the flags, and replies `action.finished` with
+//! succeeded/pass or errored/fail and a message naming each flag's outcome. Every other action
+//! belongs to another provider and gets no reply at all: a stray `action.started` would make
+//! Keptn wait for a `finished` this service will never send.
+
+use crate::bus::Publish;
+use crate::keptn::outgoing::{Link, Outcome};
+use crate::keptn::types::{FEATURETOGGLE, TOGGLE_FEATURE};
+use crate::keptn::{ActionTriggered, EventFactory, Meta};
+use crate::unleash::{UnleashClient, apply, parse_value};
+
+/// Handles `action.triggered` events for Unleash flags.
+#[derive(Debug, Clone)]
+pub struct ActionRole {
+    client: UnleashClient,
+    events: EventFactory,
+    /// `UNLEASH_ENVIRONMENT`; when unset, the event's stage names the Unleash environment.
+    environment: Option<String>,
+}
+
+impl ActionRole {
+    pub fn new(client: UnleashClient, events: EventFactory, environment: Option<String>) -> Self {
+        ActionRole {
+            client,
+            events,
+            environment: environment.filter(|e| !e.trim().is_empty()),
+        }
+    }
+
+    /// Whether this role answers an action of that name (`toggle-feature`, `featuretoggle`,
+    /// in any case).
+    pub fn handles(action: &str) -> bool {
+        let action = action.trim();
+        action.eq_ignore_ascii_case(TOGGLE_FEATURE) || action.eq_ignore_ascii_case(FEATURETOGGLE)
+    }
+
+    /// Answers one `action.triggered`. Returns an error only when publishing a reply failed
+    /// (the transport may then redeliver; switching a flag again is harmless); a failed toggle
+    /// is reported in `action.finished`, not as an error.
+    pub async fn handle(
+        &self,
+        meta: &Meta,
+        ev: &ActionTriggered,
+        out: &dyn Publish,
+    ) -> anyhow::Result<()> {
+        let action = ev.action.action.trim();
+        if !Self::handles(action) {
+            tracing::debug!(event_id = %meta.id, action, "action for another provider; not answered");
+            return Ok(());
+        }
+        let action_label = action.to_ascii_lowercase();
+        let link = Link::reply_to(meta);
+        out.publish(self.events.action_started(&link, &ev.scope, &ev.labels))
+            .await?;
+
+        let (outcome, message) = self.run(ev).await;
+        tracing::info!(
+            shkeptncontext = %link.keptn_context,
+            event_id = %meta.id,
+            scope = %ev.scope,
+            result = outcome.result(),
+            %message,
+            "toggle-feature done"
+        );
+        metrics::counter!("actions_total", "action" => action_label, "result" => outcome.result())
+            .increment(1);
+        out.publish(
+            self.events
+                .action_finished(&link, &ev.scope, &ev.labels, outcome, &message),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn run(&self, ev: &ActionTriggered) -> (Outcome, String) {
+        let changes = match parse_value(&ev.action.value) {
+            Ok(changes) => changes,
+            Err(e) => return (Outcome::Errored, e.to_string()),
+        };
+        let environment = match self.environment.as_deref() {
+            Some(env) => env,
+            None if !ev.scope.stage.trim().is_empty() => ev.scope.stage.trim(),
+            None => {
+                return (
+                    Outcome::Errored,
+                    "no Unleash environment: the event has no stage and UNLEASH_ENVIRONMENT is not set".into(),
+                );
+            }
+        };
+        let report = apply(&self.client, environment, &changes).await;
+        let outcome = if report.succeeded() {
+            Outcome::Pass
+        } else {
+            Outcome::Errored
+        };
+        (outcome, report.message())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_both_names_in_any_case() {
+        for a in [
+            "toggle-feature",
+            "Toggle-Feature",
+            "featuretoggle",
+            "FeatureToggle",
+            " toggle-feature ",
+        ] {
+            assert!(ActionRole::handles(a), "{a}");
+        }
+        for a in ["scale", "", "toggle", "feature-toggle"] {
+            assert!(!ActionRole::handles(a), "{a}");
+        }
+    }
+}

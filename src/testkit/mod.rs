@@ -3,6 +3,7 @@
 //! stopped when its handle is dropped.
 
 pub mod nats;
+pub mod postgres;
 pub mod unleash;
 
 /// A free TCP port on 127.0.0.1 (bound, then released).

@@ -1,0 +1,275 @@
+//! The running service: wiring of configuration, NATS, HTTP and the roles, and the shutdown
+//! sequence.
+
+pub mod http;
+pub mod nats;
+pub mod pipeline;
+
+use crate::config::{NatsMode, Role, ServeArgs};
+use crate::keptn::{EventFactory, types};
+use crate::state::Store;
+use anyhow::Context;
+use pipeline::Pipeline;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tracing::{info, warn};
+
+/// The subjects the enabled roles listen on.
+pub fn subjects_for(roles: &[Role]) -> Vec<String> {
+    let mut subjects = Vec::new();
+    for role in roles {
+        let list: &[&str] = match role {
+            Role::Remediator => &[types::PROBLEM_OPEN, types::PROBLEM, types::ACTION_FINISHED],
+            Role::GetAction => &[types::GET_ACTION_TRIGGERED],
+            Role::Action => &[types::ACTION_TRIGGERED],
+        };
+        for s in list {
+            if !subjects.iter().any(|x| x == s) {
+                subjects.push((*s).to_owned());
+            }
+        }
+    }
+    subjects
+}
+
+/// Resolves when SIGTERM or SIGINT arrives.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Runs the service until `stop` resolves; then stops taking events, lets those in flight
+/// finish (up to `SHUTDOWN_GRACE`; JetStream redelivers any that do not) and returns.
+pub async fn serve(
+    args: ServeArgs,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let metrics = crate::telemetry::metrics_handle();
+    let events = EventFactory::new(args.event_source.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        stop.await;
+        let _ = stop_tx.send(true);
+    });
+
+    let action = build_action_role(&args, &events)?;
+    let client = nats::connect(&args.nats, &args.event_source).await?;
+    let subscribed = Arc::new(AtomicBool::new(false));
+    let slot: Arc<OnceLock<Arc<Pipeline>>> = Arc::new(OnceLock::new());
+    let (http_server, http_addr) = http::server(
+        http::HttpState {
+            pipeline: slot.clone(),
+            nats: Some(client.clone()),
+            subscribed: subscribed.clone(),
+            token: args.http_token.clone(),
+            metrics,
+        },
+        &args.http_addr,
+        args.http_body_limit,
+    )?;
+    let http_handle = http_server.handle();
+    let http_task = tokio::spawn(http_server);
+    info!(addr = %http_addr, version = env!("CARGO_PKG_VERSION"), roles = ?args.roles, "HTTP listening");
+
+    // Wait for the first connection: the mode and the state store depend on the server.
+    let mut waiting = stop_rx.clone();
+    let mut warned = false;
+    while client.connection_state() != async_nats::connection::State::Connected {
+        if !warned && started.elapsed() > Duration::from_secs(2) {
+            warn!(server = %nats::redact_url(&args.nats.url()), "waiting for NATS");
+            warned = true;
+        }
+        tokio::select! {
+            _ = waiting.changed() => {
+                http_handle.stop(true).await;
+                return Ok(());
+            }
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    }
+
+    let js = async_nats::jetstream::new(client.clone());
+    let has_js = nats::has_jetstream(&client);
+    let use_js = match args.nats_mode {
+        NatsMode::Core => false,
+        NatsMode::Auto => has_js,
+        NatsMode::Jetstream if has_js => true,
+        NatsMode::Jetstream => anyhow::bail!(
+            "NATS_MODE=jetstream but the server has no JetStream (start nats-server with -js, or use NATS_MODE=core)"
+        ),
+    };
+    let store = if has_js {
+        Store::jetstream(&js, &args.state_bucket, args.state_ttl).await?
+    } else {
+        Store::memory(args.state_ttl)
+    };
+    info!(
+        mode = if use_js { "jetstream" } else { "core" },
+        state = store.kind(),
+        "NATS mode chosen"
+    );
+    let out: Arc<dyn crate::bus::Publish> = Arc::new(nats::NatsPublisher::new(
+        client.clone(),
+        use_js.then(|| js.clone()),
+    ));
+
+    let pipeline = Arc::new(build_pipeline(&args, events, out, store, action)?);
+    let _ = slot.set(pipeline.clone());
+    if let Some(r) = &pipeline.remediator {
+        match r.resume().await {
+            Ok(0) => {}
+            Ok(n) => info!(
+                count = n,
+                "re-armed timeouts of remediations waiting for an action"
+            ),
+            Err(e) => warn!(error = %format!("{e:#}"), "could not list waiting remediations"),
+        }
+    }
+
+    let subjects = if args.pubsub_topic.is_empty() {
+        subjects_for(&args.roles)
+    } else {
+        args.pubsub_topic.clone()
+    };
+    let limit = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    let consumed = if use_js {
+        let stream = nats::ensure_stream(&js, &args.nats_stream, &subjects).await?;
+        nats::run_jetstream(
+            js,
+            stream,
+            subjects,
+            &args,
+            pipeline.clone(),
+            limit.clone(),
+            subscribed.clone(),
+            stop_rx.clone(),
+        )
+        .await
+    } else {
+        nats::run_core(
+            client.clone(),
+            subjects,
+            args.pubsub_group.clone(),
+            pipeline.clone(),
+            limit.clone(),
+            subscribed.clone(),
+            stop_rx.clone(),
+        )
+        .await
+    };
+    subscribed.store(false, Ordering::SeqCst);
+    consumed?;
+
+    info!("stopping: no new events; waiting for those in flight");
+    let all = u32::try_from(args.concurrency.max(1)).unwrap_or(u32::MAX);
+    match tokio::time::timeout(args.shutdown_grace, limit.acquire_many(all)).await {
+        Ok(_) => info!("all events in flight finished"),
+        Err(_) => warn!("shutdown grace elapsed; unfinished events are handed back for redelivery"),
+    }
+    let _ = client.flush().await;
+    http_handle.stop(true).await;
+    let _ = http_task.await;
+    info!("stopped");
+    Ok(())
+}
+
+/// The action role, built before anything connects so that a bad Unleash configuration stops
+/// the start at once with a clear error.
+fn build_action_role(
+    args: &ServeArgs,
+    events: &EventFactory,
+) -> anyhow::Result<Option<crate::roles::action::ActionRole>> {
+    use crate::config::UnleashApi;
+    use crate::unleash::{ApiMode, UnleashClient, UnleashConfig};
+    Ok(if args.roles.contains(&Role::Action) {
+        let config = UnleashConfig {
+            base_url: args.unleash_server_url.clone(),
+            token: args.unleash_token.clone().unwrap_or_default(),
+            user: args.unleash_user.clone(),
+            api: match args.unleash_api {
+                UnleashApi::Auto => ApiMode::Auto,
+                UnleashApi::V4 => ApiMode::V4,
+                UnleashApi::V3 => ApiMode::V3,
+            },
+            project: args.unleash_project.clone(),
+            timeout: args.unleash_timeout,
+            max_retries: args.unleash_retries,
+            backoff: Duration::from_millis(200),
+        };
+        let client = UnleashClient::new(config).context("configuring the Unleash client")?;
+        Some(crate::roles::action::ActionRole::new(
+            client,
+            events.clone(),
+            args.unleash_environment.clone(),
+        ))
+    } else {
+        None
+    })
+}
+
+fn build_pipeline(
+    args: &ServeArgs,
+    events: EventFactory,
+    out: Arc<dyn crate::bus::Publish>,
+    store: Store,
+    action: Option<crate::roles::action::ActionRole>,
+) -> anyhow::Result<Pipeline> {
+    use crate::config::KeptnResourceApi;
+    use crate::resources::{DirSource, KeptnApiSource, ResourceApi, ResourceSource};
+
+    let source = || -> anyhow::Result<ResourceSource> {
+        Ok(match &args.keptn_api_endpoint {
+            Some(endpoint) => ResourceSource::KeptnApi(KeptnApiSource::new(
+                endpoint,
+                crate::resources::ApiToken::new(
+                    args.keptn_api_token.clone().unwrap_or_default().expose(),
+                ),
+                match args.keptn_resource_api {
+                    KeptnResourceApi::ResourceService => ResourceApi::ResourceService,
+                    KeptnResourceApi::ConfigurationService => ResourceApi::ConfigurationService,
+                },
+                Duration::from_secs(10),
+            )?),
+            None => ResourceSource::Dir(DirSource::new(&args.resource_dir)),
+        })
+    };
+    let remediator = if args.roles.contains(&Role::Remediator) {
+        Some(crate::roles::remediator::Remediator::new(
+            source()?,
+            events.clone(),
+            store,
+            args.action_timeout,
+            out.clone(),
+        ))
+    } else {
+        None
+    };
+    let get_action = if args.roles.contains(&Role::GetAction) {
+        Some(crate::roles::get_action::GetActionRole::new(
+            source()?,
+            events.clone(),
+        ))
+    } else {
+        None
+    };
+    Ok(Pipeline {
+        events,
+        out,
+        remediator,
+        get_action,
+        action,
+    })
+}

@@ -1,0 +1,246 @@
+//! Shared helpers for the service tests: the service binary as a real process, a NATS
+//! listener that records every Keptn event, and resource directories.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use unleash_remediation_service::testkit::free_port;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_unleash-remediation-service");
+
+/// A test vector committed under tests/vectors.
+pub fn vector(rel: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/vectors")
+        .join(rel);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).expect("vector is JSON")
+}
+
+/// The service binary, running with `env`, killed on drop. Its log goes to a file that is
+/// printed when a wait fails.
+pub struct Service {
+    child: Option<Child>,
+    pub http: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Service {
+    pub fn spawn(env: &[(&str, String)]) -> Service {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("service.log");
+        let port = free_port();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "info,unleash_remediation_service=debug")
+            .env("SHUTDOWN_GRACE", "5s")
+            // Tests that switch flags pass their own Unleash; the others never reach this one.
+            .env("UNLEASH_SERVER_URL", "http://127.0.0.1:9/api")
+            .env("UNLEASH_TOKEN", "not-used-by-this-test")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawning the service binary");
+        Service {
+            child: Some(child),
+            http: format!("http://127.0.0.1:{port}"),
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// GET a path; (status, body).
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        match reqwest::get(format!("{}{path}", self.http)).await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                (status, r.text().await.unwrap_or_default())
+            }
+            Err(e) => (0, e.to_string()),
+        }
+    }
+
+    /// Waits until /ready answers 200.
+    pub async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!(
+                    "service exited ({status}) before it was ready; log:\n{}",
+                    self.log()
+                );
+            }
+            if self.get("/ready").await.0 == 200 {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("service not ready within 20 s; log:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then the exit status (killed after 15 s).
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "service did not stop within 15 s of SIGTERM; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Records every event on `sh.keptn.>` and publishes test events.
+#[derive(Clone)]
+pub struct Bus {
+    pub client: async_nats::Client,
+    events: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Bus {
+    pub async fn connect(url: &str) -> Bus {
+        let client = async_nats::connect(url).await.expect("test NATS client");
+        let mut sub = client.subscribe("sh.keptn.>").await.expect("subscribe");
+        client.flush().await.expect("flush");
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            while let Some(msg) = sub.next().await {
+                let v = serde_json::from_slice(&msg.payload).unwrap_or_else(|_| {
+                    Value::String(String::from_utf8_lossy(&msg.payload).into())
+                });
+                sink.lock().unwrap().push(v);
+            }
+        });
+        Bus { client, events }
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// Events of one type (full type string), in arrival order.
+    pub fn of_type(&self, ty: &str) -> Vec<Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| e["type"] == ty)
+            .collect()
+    }
+
+    pub async fn publish(&self, event: &Value) {
+        let subject = event["type"].as_str().expect("event has a type").to_owned();
+        self.publish_raw(&subject, serde_json::to_vec(event).unwrap())
+            .await;
+    }
+
+    pub async fn publish_raw(&self, subject: &str, payload: Vec<u8>) {
+        self.client
+            .publish(subject.to_owned(), payload.into())
+            .await
+            .expect("publish");
+        self.client.flush().await.expect("flush");
+    }
+
+    /// Waits until `count` events of `ty` arrived; returns them. Panics with every event seen.
+    pub async fn wait_for(&self, ty: &str, count: usize, within: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let found = self.of_type(ty);
+            if found.len() >= count {
+                return found;
+            }
+            if Instant::now() > deadline {
+                let seen: Vec<String> = self
+                    .events()
+                    .iter()
+                    .map(|e| format!("{} {}", e["type"], e["data"]["message"]))
+                    .collect();
+                panic!(
+                    "expected {count} × {ty} within {within:?}, got {}; events seen:\n{}",
+                    found.len(),
+                    seen.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A resource directory with a top-level remediation.yaml (and optionally shipyard.yaml).
+pub fn resource_dir(remediation: Option<&str>, shipyard: Option<&str>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    if let Some(text) = remediation {
+        std::fs::write(dir.path().join("remediation.yaml"), text).unwrap();
+    }
+    if let Some(text) = shipyard {
+        std::fs::write(dir.path().join("shipyard.yaml"), text).unwrap();
+    }
+    dir
+}
+
+/// A problem.open for a project/stage/service with the given title and problem id.
+pub fn problem_open(title: &str, problem_id: &str) -> Value {
+    serde_json::json!({
+        "specversion": "1.0",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "source": "test",
+        "type": "sh.keptn.event.problem.open",
+        "shkeptncontext": uuid::Uuid::new_v4().to_string(),
+        "datacontenttype": "application/json",
+        "data": {
+            "State": "OPEN",
+            "ProblemID": problem_id,
+            "PID": format!("pid-{problem_id}"),
+            "ProblemTitle": title,
+            "project": "website",
+            "stage": "production",
+            "service": "front-end"
+        }
+    })
+}

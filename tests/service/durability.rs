@@ -1,0 +1,90 @@
+//! JetStream durability: a process killed in the middle of a remediation loses nothing, and the
+//! problem is remediated exactly once after a restart.
+
+use crate::common::{Bus, Service, problem_open, resource_dir};
+use serde_json::json;
+use std::time::Duration;
+use unleash_remediation_service::testkit::nats::NatsServer;
+use wiremock::matchers::{method, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const TOGGLE: &str = r#"apiVersion: spec.keptn.sh/0.1.4
+kind: Remediation
+metadata:
+  name: durable
+spec:
+  remediations:
+    - problemType: Failure rate increase
+      actionsOnOpen:
+        - name: static content
+          action: toggle-feature
+          value:
+            EnableStaticContent: "on"
+"#;
+
+#[tokio::test]
+async fn sigkill_mid_remediation_then_restart_remediates_exactly_once() {
+    // A slow Unleash: the toggle takes 3 s, long enough to kill the service in the middle.
+    let unleash = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"^/api/admin/projects/default/features/EnableStaticContent/environments/production/on$"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
+        .mount(&unleash)
+        .await;
+    Mock::given(method("GET"))
+        .and(path_regex(
+            r"^/api/admin/projects/default/features/EnableStaticContent$",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "name": "EnableStaticContent",
+            "environments": [{"name": "production", "enabled": true}]
+        })))
+        .mount(&unleash)
+        .await;
+
+    let nats = NatsServer::start().unwrap();
+    let dir = resource_dir(Some(TOGGLE), None);
+    let env = [
+        ("NATS_URL", nats.url()),
+        ("NATS_MODE", "jetstream".to_owned()),
+        ("ACK_WAIT", "2s".to_owned()),
+        ("RESOURCE_DIR", dir.path().display().to_string()),
+        ("UNLEASH_SERVER_URL", format!("{}/api", unleash.uri())),
+        ("UNLEASH_TOKEN", "test-admin-token".to_owned()),
+        ("UNLEASH_API", "v4".to_owned()),
+        ("UNLEASH_TIMEOUT", "10s".to_owned()),
+    ];
+    let mut first = Service::spawn(&env);
+    first.wait_ready().await;
+    let bus = Bus::connect(&nats.url()).await;
+    bus.publish(&problem_open("Failure rate increase", "durable-1"))
+        .await;
+    bus.wait_for("sh.keptn.event.action.started", 1, Duration::from_secs(10))
+        .await;
+    first.kill9();
+    assert!(
+        bus.of_type("sh.keptn.event.remediation.finished")
+            .is_empty()
+    );
+
+    let mut second = Service::spawn(&env);
+    second.wait_ready().await;
+    let finished = bus
+        .wait_for(
+            "sh.keptn.event.remediation.finished",
+            1,
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(
+        finished[0]["data"]["result"],
+        "pass",
+        "{}\n{}",
+        finished[0],
+        second.log()
+    );
+    // Nothing more comes: exactly one remediation.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(bus.of_type("sh.keptn.event.remediation.triggered").len(), 1);
+    assert_eq!(bus.of_type("sh.keptn.event.remediation.finished").len(), 1);
+}

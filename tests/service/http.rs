@@ -1,0 +1,114 @@
+//! HTTP ingest (SPEC section 7): the same pipeline as NATS.
+
+use crate::common::{Bus, Service, problem_open, resource_dir};
+use crate::outcomes::{FOREIGN, spawn_responder};
+use std::time::Duration;
+use unleash_remediation_service::testkit::nats::NatsServer;
+
+#[tokio::test]
+async fn http_ingest_accepts_structured_and_binary_and_rejects_bad_input() {
+    let nats = NatsServer::start().unwrap();
+    let dir = resource_dir(Some(FOREIGN), None);
+    let mut svc = Service::spawn(&[
+        ("NATS_URL", nats.url()),
+        ("RESOURCE_DIR", dir.path().display().to_string()),
+        ("HTTP_TOKEN", "let-me-in".into()),
+        ("HTTP_BODY_LIMIT", "4096".into()),
+    ]);
+    svc.wait_ready().await;
+    let bus = Bus::connect(&nats.url()).await;
+    spawn_responder(&bus);
+    let http = reqwest::Client::new();
+
+    // Structured mode, on POST / (where Keptn's distributor posts).
+    let structured = problem_open("Pass me", "http-structured");
+    let r = http
+        .post(format!("{}/", svc.http))
+        .header("content-type", "application/cloudevents+json")
+        .header("x-token", "let-me-in")
+        .body(serde_json::to_vec(&structured).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+
+    // Binary mode, on POST /events.
+    let binary = problem_open("Pass me", "http-binary");
+    let r = http
+        .post(format!("{}/events", svc.http))
+        .header("x-token", "let-me-in")
+        .header("ce-specversion", "1.0")
+        .header("ce-id", binary["id"].as_str().unwrap())
+        .header("ce-source", "test")
+        .header("ce-type", "sh.keptn.event.problem.open")
+        .header(
+            "ce-shkeptncontext",
+            binary["shkeptncontext"].as_str().unwrap(),
+        )
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&binary["data"]).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202, "{}", r.text().await.unwrap());
+
+    let finished = bus
+        .wait_for(
+            "sh.keptn.event.remediation.finished",
+            2,
+            Duration::from_secs(10),
+        )
+        .await;
+    let contexts: Vec<_> = finished
+        .iter()
+        .map(|e| e["shkeptncontext"].clone())
+        .collect();
+    assert!(contexts.contains(&structured["shkeptncontext"]));
+    assert!(contexts.contains(&binary["shkeptncontext"]));
+
+    // Bad JSON: 400 with a JSON reason.
+    let r = http
+        .post(format!("{}/events", svc.http))
+        .header("x-token", "let-me-in")
+        .header("content-type", "application/cloudevents+json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("not JSON"),
+        "{body}"
+    );
+
+    // Missing or wrong token: 401.
+    for token in [None, Some("wrong")] {
+        let mut req = http
+            .post(format!("{}/", svc.http))
+            .body(serde_json::to_vec(&structured).unwrap());
+        if let Some(t) = token {
+            req = req.header("x-token", t);
+        }
+        assert_eq!(req.send().await.unwrap().status().as_u16(), 401);
+    }
+
+    // Over the body limit: 413.
+    let mut big = problem_open("Pass me", "too-big");
+    big["data"]["ProblemDetails"] = serde_json::json!("x".repeat(10_000));
+    let r = http
+        .post(format!("{}/", svc.http))
+        .header("x-token", "let-me-in")
+        .body(serde_json::to_vec(&big).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+
+    // Health and metrics.
+    assert_eq!(svc.get("/health").await.0, 200);
+    let (status, metrics) = svc.get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("events_received_total"), "{metrics}");
+    assert!(metrics.contains("http_unauthorized_total"), "{metrics}");
+}

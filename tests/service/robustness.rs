@@ -1,0 +1,261 @@
+//! Bad input, duplicates, replicas, restarts and shutdown.
+
+use crate::common::{Bus, Service, problem_open, resource_dir};
+use crate::outcomes::{FOREIGN, spawn_responder};
+use serde_json::{Value, json};
+use std::time::Duration;
+use unleash_remediation_service::testkit::nats::NatsServer;
+
+fn count(bus: &Bus, ty: &str, ctx: &Value) -> usize {
+    bus.of_type(ty)
+        .iter()
+        .filter(|e| e["shkeptncontext"] == *ctx)
+        .count()
+}
+
+#[tokio::test]
+async fn malformed_messages_are_reported_and_the_service_keeps_working() {
+    let nats = NatsServer::start().unwrap();
+    let dir = resource_dir(Some(FOREIGN), None);
+    let mut svc = Service::spawn(&[
+        ("NATS_URL", nats.url()),
+        ("RESOURCE_DIR", dir.path().display().to_string()),
+    ]);
+    svc.wait_ready().await;
+    let bus = Bus::connect(&nats.url()).await;
+    spawn_responder(&bus);
+
+    let subjects = [
+        "sh.keptn.event.problem.open",
+        "sh.keptn.events.problem",
+        "sh.keptn.event.get-action.triggered",
+        "sh.keptn.event.action.triggered",
+        "sh.keptn.event.action.finished",
+    ];
+    let bad: Vec<Vec<u8>> = vec![
+        b"not json at all".to_vec(),
+        b"[1,2,3]".to_vec(),
+        b"\"a string\"".to_vec(),
+        b"{\"specversion\":\"1.0\",\"id\":\"x\",\"source\":\"t\"}".to_vec(),
+        br#"{"specversion":"9.9","id":"x","source":"t","type":"sh.keptn.event.problem.open"}"#.to_vec(),
+        br#"{"specversion":"1.0","id":"x","source":"t","type":42}"#.to_vec(),
+        vec![0xff, 0xfe, 0x00],
+        br#"{"specversion":"1.0","id":"x","source":"t","type":"sh.keptn.event.problem.open","data":"nope"}"#.to_vec(),
+        br#"{"specversion":"1.0","id":"x","source":"t","type":"sh.keptn.event.problem.open","data":{"ProblemTitle":"t"}}"#.to_vec(),
+        br#"{"specversion":"1.0","id":"x","source":"t","type":"sh.keptn.event.action.finished","data":{"status":"succeeded"}}"#.to_vec(),
+    ];
+    let mut sent = 0;
+    for (i, payload) in bad.iter().cycle().take(50).enumerate() {
+        bus.publish_raw(subjects[i % subjects.len()], payload.clone())
+            .await;
+        sent += 1;
+    }
+    assert_eq!(sent, 50);
+    let errors = bus
+        .wait_for("sh.keptn.log.error", 50, Duration::from_secs(10))
+        .await;
+    assert!(
+        errors
+            .iter()
+            .all(|e| e["data"]["message"].as_str().is_some_and(|m| !m.is_empty()))
+    );
+
+    let problem = problem_open("Pass me", "after-the-garbage");
+    bus.publish(&problem).await;
+    let finished = bus
+        .wait_for(
+            "sh.keptn.event.remediation.finished",
+            1,
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(finished[0]["data"]["result"], "pass");
+    assert_eq!(finished[0]["shkeptncontext"], problem["shkeptncontext"]);
+    // Exactly the 50, nothing else was reported as an error.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(bus.of_type("sh.keptn.log.error").len(), 50);
+    let (status, metrics) = svc.get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("events_rejected_total"), "{metrics}");
+}
+
+async fn hundred_identical_opens(services: &mut [&mut Service], bus: &Bus) {
+    for s in services.iter_mut() {
+        s.wait_ready().await;
+    }
+    let problem = problem_open("Pass me", "storm-1");
+    let ctx = problem["shkeptncontext"].clone();
+    for _ in 0..100 {
+        let mut p = problem.clone();
+        p["id"] = json!(uuid::Uuid::new_v4().to_string());
+        bus.publish(&p).await;
+    }
+    bus.wait_for(
+        "sh.keptn.event.remediation.finished",
+        1,
+        Duration::from_secs(15),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(count(bus, "sh.keptn.event.remediation.triggered", &ctx), 1);
+    assert_eq!(count(bus, "sh.keptn.event.action.triggered", &ctx), 1);
+    assert_eq!(count(bus, "sh.keptn.event.remediation.finished", &ctx), 1);
+}
+
+#[tokio::test]
+async fn hundred_identical_opens_give_one_remediation() {
+    let nats = NatsServer::start().unwrap();
+    let dir = resource_dir(Some(FOREIGN), None);
+    let mut svc = Service::spawn(&[
+        ("NATS_URL", nats.url()),
+        ("RESOURCE_DIR", dir.path().display().to_string()),
+    ]);
+    let bus = Bus::connect(&nats.url()).await;
+    spawn_responder(&bus);
+    hundred_identical_opens(&mut [&mut svc], &bus).await;
+    let (_, metrics) = svc.get("/metrics").await;
+    let dups: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("duplicates_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert_eq!(dups, 99.0, "{metrics}");
+}
+
+#[tokio::test]
+async fn two_replicas_share_duplicate_protection_core_mode() {
+    let nats = NatsServer::start().unwrap();
+    let dir = resource_dir(Some(FOREIGN), None);
+    let env = [
+        ("NATS_URL", nats.url()),
+        ("NATS_MODE", "core".to_owned()),
+        ("RESOURCE_DIR", dir.path().display().to_string()),
+    ];
+    let mut a = Service::spawn(&env);
+    let mut b = Service::spawn(&env);
+    let bus = Bus::connect(&nats.url()).await;
+    spawn_responder(&bus);
+    hundred_identical_opens(&mut [&mut a, &mut b], &bus).await;
+}
+
+#[tokio::test]
+async fn two_replicas_share_duplicate_protection_jetstream_mode() {
+    let nats = NatsServer::start().unwrap();
+    let dir = resource_dir(Some(FOREIGN), None);
+    let env = [
+        ("NATS_URL", nats.url()),
+        ("NATS_MODE", "jetstream".to_owned()),
+        ("RESOURCE_DIR", dir.path().display().to_string()),
+    ];
+    let mut a = Service::spawn(&env);
+    let mut b = Service::spawn(&env);
+    let bus = Bus::connect(&nats.url()).await;
+    spawn_responder(&bus);
+    hundred_identical_opens(&mut [&mut a, &mut b], &bus).await;
+}
+
+#[tokio::test]
+async fn closed_then_open_remediates_again() {
+    let nats = NatsServer::start().unwrap();
+    let dir = resource_dir(Some(FOREIGN), None);
+    let mut svc = Service::spawn(&[
+        ("NATS_URL", nats.url()),
+        ("RESOURCE_DIR", dir.path().display().to_string()),
+    ]);
+    svc.wait_ready().await;
+    let bus = Bus::connect(&nats.url()).await;
+    spawn_responder(&bus);
+    let open = problem_open("Pass me", "reopened-1");
+    bus.publish(&open).await;
+    bus.wait_for(
+        "sh.keptn.event.remediation.finished",
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+    // A second OPEN while not closed is a duplicate.
+    let mut again = open.clone();
+    again["id"] = json!(uuid::Uuid::new_v4().to_string());
+    bus.publish(&again).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(bus.of_type("sh.keptn.event.remediation.triggered").len(), 1);
+
+    let mut closed = open.clone();
+    closed["id"] = json!(uuid::Uuid::new_v4().to_string());
+    closed["type"] = json!("sh.keptn.events.problem");
+    closed["data"]["State"] = json!("CLOSED");
+    bus.publish(&closed).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut reopened = open.clone();
+    reopened["id"] = json!(uuid::Uuid::new_v4().to_string());
+    bus.publish(&reopened).await;
+    bus.wait_for(
+        "sh.keptn.event.remediation.finished",
+        2,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(bus.of_type("sh.keptn.event.remediation.triggered").len(), 2);
+}
+
+#[tokio::test]
+async fn sigterm_stops_cleanly_with_exit_zero() {
+    let nats = NatsServer::start().unwrap();
+    let dir = resource_dir(Some(FOREIGN), None);
+    let mut svc = Service::spawn(&[
+        ("NATS_URL", nats.url()),
+        ("RESOURCE_DIR", dir.path().display().to_string()),
+    ]);
+    svc.wait_ready().await;
+    let status = svc.terminate();
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        svc.log()
+    );
+}
+
+#[tokio::test]
+async fn nats_restart_is_survived() {
+    let mut nats = NatsServer::start().unwrap();
+    let dir = resource_dir(Some(FOREIGN), None);
+    let mut svc = Service::spawn(&[
+        ("NATS_URL", nats.url()),
+        ("RESOURCE_DIR", dir.path().display().to_string()),
+    ]);
+    svc.wait_ready().await;
+    assert_eq!(svc.get("/health").await.0, 200);
+
+    nats.stop();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = svc.get("/ready").await;
+        if status == 503 {
+            assert!(body.contains("NATS"), "{body}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/ready stayed {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(svc.get("/health").await.0, 200);
+
+    nats.start_again().unwrap();
+    svc.wait_ready().await;
+    let bus = Bus::connect(&nats.url()).await;
+    spawn_responder(&bus);
+    // The subscriptions are restored with the connection; give the server a moment to have them.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    bus.publish(&problem_open("Pass me", "after-restart")).await;
+    let finished = bus
+        .wait_for(
+            "sh.keptn.event.remediation.finished",
+            1,
+            Duration::from_secs(15),
+        )
+        .await;
+    assert_eq!(finished[0]["data"]["result"], "pass");
+}
