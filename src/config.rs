@@ -209,12 +209,11 @@ pub struct NatsArgs {
 impl NatsArgs {
     /// `NATS_URL`, or Keptn's `PUBSUB_URL` when only that is set.
     pub fn url(&self) -> String {
-        if std::env::var_os("NATS_URL").is_none() {
-            if let Ok(url) = std::env::var("PUBSUB_URL") {
-                if !url.is_empty() {
-                    return url;
-                }
-            }
+        if std::env::var_os("NATS_URL").is_none()
+            && let Ok(url) = std::env::var("PUBSUB_URL")
+            && !url.is_empty()
+        {
+            return url;
         }
         self.nats_url.clone()
     }

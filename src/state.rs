@@ -87,6 +87,8 @@ pub enum Claim {
     Exists(Box<Record>, u64),
 }
 
+// One per process: the size difference between the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Store {
     Memory(MemoryStore),
     Kv(kv::Store),
@@ -252,10 +254,10 @@ impl Store {
         };
         let mut out = Vec::new();
         for key in keys.into_iter().filter(|k| k.starts_with("p.")) {
-            if let Some((record, _)) = self.get(&key).await? {
-                if record.phase == Phase::Waiting {
-                    out.push((key, record));
-                }
+            if let Some((record, _)) = self.get(&key).await?
+                && record.phase == Phase::Waiting
+            {
+                out.push((key, record));
             }
         }
         Ok(out)
@@ -290,10 +292,10 @@ impl MemoryStore {
     fn create(&self, key: &str, record: &Record) -> Claim {
         let mut entries = self.entries.lock().expect("state lock");
         let now = Instant::now();
-        if let Some((r, rev, at)) = entries.get(key) {
-            if now.duration_since(*at) < self.ttl {
-                return Claim::Exists(Box::new(r.clone()), *rev);
-            }
+        if let Some((r, rev, at)) = entries.get(key)
+            && now.duration_since(*at) < self.ttl
+        {
+            return Claim::Exists(Box::new(r.clone()), *rev);
         }
         if entries.len() > 10_000 {
             let ttl = self.ttl;

@@ -257,14 +257,8 @@ impl Remediator {
         warn!(scope = %record.scope, %error, "remediation action failed");
         record.last_error = error.clone();
         let next = record.action_index + 1;
-        let problem =
-            crate::keptn::ProblemDetails(record.problem.as_object().cloned().unwrap_or_default());
-        if let Ok(Plan::Ready(file)) =
-            load_plan(&self.source, &record.scope, record.git_commit_id.as_deref()).await
-        {
-            if let Some(action) = first_action(&file, &problem, next) {
-                return self.start_action(key, record, rev, next, action).await;
-            }
+        if let Some(action) = self.action_at(&record, next).await {
+            return self.start_action(key, record, rev, next, action).await;
         }
         let msg = if next > 1 {
             format!("all {next} actions failed; last error: {error}")
@@ -323,16 +317,18 @@ impl Remediator {
     }
 
     async fn resend_action(self: &Arc<Self>, record: &Record) -> anyhow::Result<()> {
-        let problem =
-            crate::keptn::ProblemDetails(record.problem.as_object().cloned().unwrap_or_default());
-        if let Ok(Plan::Ready(file)) =
-            load_plan(&self.source, &record.scope, record.git_commit_id.as_deref()).await
-        {
-            if let Some(action) = first_action(&file, &problem, record.action_index) {
-                return self.publish_action(record, &action).await;
-            }
+        match self.action_at(record, record.action_index).await {
+            Some(action) => self.publish_action(record, &action).await,
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// The action at `index` for the record's problem, from the current remediation.yaml.
+    async fn action_at(&self, record: &Record, index: usize) -> Option<ActionInfo> {
+        match load_plan(&self.source, &record.scope, record.git_commit_id.as_deref()).await {
+            Ok(Plan::Ready(file)) => first_action(&file, &problem_of(record), index),
+            _ => None,
+        }
     }
 
     fn link(&self, record: &Record) -> Link {
@@ -411,11 +407,12 @@ fn label(action: &ActionInfo) -> String {
     }
 }
 
-fn title_of(record: &Record) -> String {
+fn problem_of(record: &Record) -> crate::keptn::ProblemDetails {
     crate::keptn::ProblemDetails(record.problem.as_object().cloned().unwrap_or_default())
-        .title()
-        .unwrap_or_default()
-        .to_owned()
+}
+
+fn title_of(record: &Record) -> String {
+    problem_of(record).title().unwrap_or_default().to_owned()
 }
 
 /// The action at `index` of the remediation matching the problem.

@@ -101,10 +101,8 @@ async fn remediate(bus: &Bus, title: &str) -> Value {
         let triggered = events.iter().find(|e| {
             e["type"] == "sh.keptn.event.remediation.triggered" && e["shkeptncontext"] == ctx
         });
-        if let Some(t) = triggered {
-            if let Some(f) = finished_for(&events, &t["id"]) {
-                return f.clone();
-            }
+        if let Some(f) = triggered.and_then(|t| finished_for(&events, &t["id"])) {
+            return f.clone();
         }
         assert!(
             std::time::Instant::now() < deadline,
