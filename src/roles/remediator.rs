@@ -15,7 +15,7 @@ use crate::state::{Claim, Phase, Record, Store, problem_key};
 use cloudevents::event::AttributesWriter;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub struct Remediator {
     source: ResourceSource,
@@ -105,7 +105,8 @@ impl Remediator {
             }
             Claim::Exists(existing, _) => {
                 metrics::counter!("duplicates_total").increment(1);
-                info!(
+                // Debug, not info: an alert storm repeats one problem thousands of times.
+                debug!(
                     problem = %ev.identity(), scope = %ev.scope, phase = ?existing.phase,
                     "problem already being or already remediated; duplicate OPEN ignored"
                 );

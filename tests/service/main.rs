@@ -6,6 +6,7 @@ mod common;
 
 mod durability;
 mod http;
+mod integration;
 mod keptn1x;
 mod outcomes;
 mod robustness;
