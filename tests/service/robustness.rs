@@ -259,3 +259,42 @@ async fn nats_restart_is_survived() {
         .await;
     assert_eq!(finished[0]["data"]["result"], "pass");
 }
+
+#[tokio::test]
+async fn jetstream_redelivery_is_bounded_then_reported() {
+    let nats = NatsServer::start().unwrap();
+    let dir = resource_dir(Some(FOREIGN), None);
+    let mut svc = Service::spawn(&[
+        ("NATS_URL", nats.url()),
+        ("NATS_MODE", "jetstream".to_owned()),
+        ("MAX_DELIVER", "2".to_owned()),
+        ("RESOURCE_DIR", dir.path().display().to_string()),
+    ]);
+    svc.wait_ready().await;
+    // Take the state bucket away: every attempt to claim the problem now fails (each after the
+    // client's 10 s request timeout, hence the long wait below).
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    js.delete_stream("KV_unleash-remediation-state")
+        .await
+        .unwrap();
+    let bus = Bus::connect(&nats.url()).await;
+    bus.publish(&problem_open("Pass me", "cannot-claim")).await;
+    let errors = bus
+        .wait_for("sh.keptn.log.error", 1, Duration::from_secs(40))
+        .await;
+    let message = errors[0]["data"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("gave up on event after 2 deliveries"),
+        "{message}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        bus.of_type("sh.keptn.log.error").len(),
+        1,
+        "no further redelivery"
+    );
+    assert!(
+        bus.of_type("sh.keptn.event.remediation.triggered")
+            .is_empty()
+    );
+}
