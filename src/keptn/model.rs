@@ -73,14 +73,20 @@ pub enum ProblemState {
 pub struct ProblemDetails(pub Map<String, Value>);
 
 impl ProblemDetails {
-    /// The first string member whose name equals one of `names`, ignoring ASCII case.
+    /// The first non-empty string member whose name equals one of `names`: the exact spelling
+    /// first, then any other ASCII case (`problemTitle` for `ProblemTitle`). A member that is
+    /// empty or not a string does not hide another spelling.
     fn get_str(&self, names: &[&str]) -> Option<&str> {
+        fn usable(v: &Value) -> Option<&str> {
+            v.as_str().filter(|s| !s.is_empty())
+        }
         names.iter().find_map(|name| {
-            self.0
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .and_then(|(_, v)| v.as_str())
-                .filter(|s| !s.is_empty())
+            self.0.get(*name).and_then(usable).or_else(|| {
+                self.0
+                    .iter()
+                    .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .find_map(|(_, v)| usable(v))
+            })
         })
     }
 
