@@ -275,6 +275,11 @@ pub struct ServeArgs {
         default_value = "unleash-remediation-service"
     )]
     pub event_source: String,
+    /// Remediator: also treat `sh.keptn.event.<stage>.remediation.triggered` (sent by
+    /// dynatrace-service ≥ 0.14 and prometheus-service ≥ 0.7) as an open problem. For use
+    /// without Keptn's shipyard-controller only: with one, it owns those sequences.
+    #[arg(long, env = "ACCEPT_REMEDIATION_SEQUENCES", default_value_t = false)]
+    pub accept_remediation_sequences: bool,
     /// How long the remediator waits for an action.finished before it counts the action as failed.
     #[arg(long, env = "ACTION_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
     pub action_timeout: Duration,

@@ -193,31 +193,45 @@ fn alertmanager_payloads_are_not_cloudevents() {
     assert_not_cloudevent("prometheus-service/prometheus-firing.json");
 }
 
-/// Keptn 0.8.3+ sequence triggers, `sh.keptn.event.<stage>.remediation.triggered`: owned by
-/// the shipyard-controller, not consumed by this service.
+/// Keptn 0.8.3+ sequence triggers, `sh.keptn.event.<stage>.remediation.triggered`: decoded as
+/// an open problem (the remediator acts on them only with ACCEPT_REMEDIATION_SEQUENCES, since a
+/// shipyard-controller owns them otherwise).
 #[test]
-fn sequence_remediation_triggers_are_unsupported() {
-    for (rel, id, ctx) in [
+fn sequence_remediation_triggers_decode_as_open_problems() {
+    for (rel, title, root_cause, project, service) in [
         (
             "keptn-0.8/remediation-triggered-event.json",
-            "f2b878d3-03c0-4e8f-bc3f-454bc1b3d79d",
-            None,
+            "Response time degradation",
+            "Response time degradation",
+            "self-healing-project",
+            "frontend",
         ),
         (
             "prometheus-service/trigger_remediation.json",
-            "f2b878d3-03c0-4e8f-bc3f-454bc1b3d79d",
-            None,
+            "response_time_p90",
+            "Response time degradation",
+            "sockshop",
+            "carts",
         ),
         (
             "unleash-service/remediation-triggered.json",
-            "f2b878d3-03c0-4e8f-bc3f-454bc1b3d79d",
-            None,
+            "failure_rate_increase",
+            "Failure rate increase",
+            "sockshop",
+            "carts",
         ),
     ] {
-        let err = decode(rel).expect_err(rel);
-        assert_unsupported(&err, "sh.keptn.event.production.remediation.triggered");
-        assert_eq!(err.id.as_deref(), Some(id), "{rel}");
-        assert_eq!(err.keptn_context.as_deref(), ctx, "{rel}");
+        let (ev, p) = problem(rel);
+        assert_eq!(
+            ev.meta.ty,
+            "sh.keptn.event.production.remediation.triggered"
+        );
+        assert_eq!(ev.meta.id, "f2b878d3-03c0-4e8f-bc3f-454bc1b3d79d", "{rel}");
+        assert_eq!(p.state, ProblemState::Open, "{rel}");
+        assert_scope(&p, project, "production", service);
+        assert_eq!(p.problem.title(), Some(title), "{rel}");
+        assert_eq!(p.problem.root_cause(), Some(root_cause), "{rel}");
+        assert_eq!(p.identity(), title, "{rel}");
     }
 }
 
@@ -344,7 +358,6 @@ fn remediation_trace_1x() {
         (4, "sh.keptn.event.action.started"),
         (6, "sh.keptn.event.get-action.finished"),
         (7, "sh.keptn.event.get-action.started"),
-        (9, "sh.keptn.event.production.remediation.triggered"),
     ] {
         let err = decoded[i].as_ref().expect_err(ty);
         assert_unsupported(err, ty);
@@ -505,24 +518,30 @@ fn dynatrace_open_problem_without_stage() {
     assert_eq!(err.keptn_context.as_deref(), Some(DT_OPEN_CTX));
 }
 
-/// What dynatrace-service emits for an open problem is a sequence trigger, not consumed here.
+/// What dynatrace-service emits for an open problem is a sequence trigger whose `problem` is the
+/// raw Dynatrace object; its scope comes from the data, else from the stage in the type.
 #[test]
-fn dynatrace_emitted_remediation_triggers_are_unsupported() {
-    for (rel, ty) in [
+fn dynatrace_emitted_remediation_triggers_decode_as_open_problems() {
+    for (rel, stage) in [
         (
             "dynatrace-service/open_problem/expected_emitted_ce.json",
-            "sh.keptn.event.production.remediation.triggered",
+            "production",
         ),
         (
             "dynatrace-service/open_problem_with_tags/expected_emitted_ce.json",
-            "sh.keptn.event.production2.remediation.triggered",
+            "production2",
         ),
     ] {
-        let err = decode(rel).expect_err(rel);
-        assert_unsupported(&err, ty);
+        let (ev, p) = problem(rel);
         // The file has `"id": ""`; a generated id stands in.
-        assert!(is_uuid(err.id.as_deref().unwrap()), "{rel}: {:?}", err.id);
-        assert_eq!(err.keptn_context.as_deref(), Some(DT_OPEN_CTX));
+        assert!(is_uuid(&ev.meta.id), "{rel}: {:?}", ev.meta.id);
+        assert_eq!(ev.meta.keptn_context.as_deref(), Some(DT_OPEN_CTX));
+        assert_eq!(p.scope.stage, stage, "{rel}");
+        assert_eq!(
+            p.problem.title(),
+            Some("Dynatrace problem notification test run")
+        );
+        assert_eq!(p.identity(), "999");
     }
 }
 

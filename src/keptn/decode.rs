@@ -233,6 +233,13 @@ pub fn decode_event(event: Event) -> Result<Incoming, DecodeError> {
         types::PROBLEM_OPEN | types::PROBLEM => Kind::Problem(
             problem(&meta.ty, data).map_err(|(r, m)| DecodeError::new(r, m).about(&meta))?,
         ),
+        ty if types::remediation_sequence_stage(ty).is_some() => {
+            let stage = types::remediation_sequence_stage(ty).unwrap_or_default();
+            Kind::Problem(
+                sequence_trigger(stage, data)
+                    .map_err(|(r, m)| DecodeError::new(r, m).about(&meta))?,
+            )
+        }
         types::GET_ACTION_TRIGGERED => Kind::GetActionTriggered(get_action(data)),
         types::ACTION_TRIGGERED => Kind::ActionTriggered(
             action_triggered(data).map_err(|m| DecodeError::new("invalid_data", m).about(&meta))?,
@@ -420,6 +427,48 @@ fn problem(ty: &str, data: Value) -> Result<ProblemEvent, (&'static str, String)
         state,
         labels,
         problem: details,
+    })
+}
+
+/// `sh.keptn.event.<stage>.remediation.triggered` (dynatrace-service ≥ 0.14,
+/// prometheus-service ≥ 0.7): an open problem in `data.problem`, for standalone use.
+fn sequence_trigger(stage: &str, data: Value) -> Result<ProblemEvent, (&'static str, String)> {
+    let invalid = |m: String| ("invalid_data", m);
+    let map = object(data).map_err(invalid)?;
+    let mut scope = scope_members(&map).map_err(invalid)?;
+    if scope.stage.is_empty() {
+        scope.stage = stage.to_owned();
+    }
+    if scope.project.is_empty() {
+        return Err((
+            "missing_scope",
+            "remediation trigger has no `project`".to_owned(),
+        ));
+    }
+    let labels = labels(&map).map_err(invalid)?;
+    let problem = match map.get("problem") {
+        Some(Value::Object(p)) => ProblemDetails(p.clone()),
+        None | Some(Value::Null) => {
+            return Err(invalid("remediation trigger has no `problem`".into()));
+        }
+        Some(other) => {
+            return Err(invalid(format!(
+                "`problem` must be an object, not {}",
+                kind_of(other)
+            )));
+        }
+    };
+    if problem.title().is_none() && problem.root_cause().is_none() && problem.problem_id().is_none()
+    {
+        return Err(invalid(
+            "problem has neither problemTitle, rootCause nor ProblemID".into(),
+        ));
+    }
+    Ok(ProblemEvent {
+        scope,
+        state: ProblemState::Open,
+        labels,
+        problem,
     })
 }
 

@@ -135,6 +135,7 @@ impl ProblemEvent {
             .problem_id()
             .or_else(|| self.problem.pid())
             .or_else(|| self.problem.title())
+            .or_else(|| self.problem.root_cause())
             .unwrap_or_default()
             .to_string()
     }

@@ -43,3 +43,18 @@ pub fn short(ty: &str) -> &str {
         .or_else(|| ty.strip_prefix("sh.keptn."))
         .unwrap_or(ty)
 }
+
+/// Subject pattern of Keptn 0.8.3+ remediation sequence triggers,
+/// `sh.keptn.event.<stage>.remediation.triggered`.
+pub const REMEDIATION_SEQUENCE_TRIGGERED: &str = "sh.keptn.event.*.remediation.triggered";
+
+/// The stage of a `sh.keptn.event.<stage>.remediation.triggered` sequence event.
+pub fn remediation_sequence_stage(ty: &str) -> Option<&str> {
+    let parts: Vec<&str> = ty.split('.').collect();
+    match parts.as_slice() {
+        ["sh", "keptn", "event", stage, "remediation", "triggered"] if !stage.is_empty() => {
+            Some(stage)
+        }
+        _ => None,
+    }
+}

@@ -17,10 +17,16 @@ use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 /// The subjects the enabled roles listen on.
-pub fn subjects_for(roles: &[Role]) -> Vec<String> {
+pub fn subjects_for(roles: &[Role], accept_sequences: bool) -> Vec<String> {
     let mut subjects = Vec::new();
     for role in roles {
         let list: &[&str] = match role {
+            Role::Remediator if accept_sequences => &[
+                types::PROBLEM_OPEN,
+                types::PROBLEM,
+                types::ACTION_FINISHED,
+                types::REMEDIATION_SEQUENCE_TRIGGERED,
+            ],
             Role::Remediator => &[types::PROBLEM_OPEN, types::PROBLEM, types::ACTION_FINISHED],
             Role::GetAction => &[types::GET_ACTION_TRIGGERED],
             Role::Action => &[types::ACTION_TRIGGERED],
@@ -140,7 +146,7 @@ pub async fn serve(
     }
 
     let subjects = if args.pubsub_topic.is_empty() {
-        subjects_for(&args.roles)
+        subjects_for(&args.roles, args.accept_remediation_sequences)
     } else {
         args.pubsub_topic.clone()
     };
@@ -271,5 +277,6 @@ fn build_pipeline(
         remediator,
         get_action,
         action,
+        accept_sequences: args.accept_remediation_sequences,
     })
 }

@@ -16,6 +16,8 @@ pub struct Pipeline {
     pub(crate) remediator: Option<Arc<Remediator>>,
     pub(crate) get_action: Option<GetActionRole>,
     pub(crate) action: Option<ActionRole>,
+    /// Whether `<stage>.remediation.triggered` sequence events start remediations.
+    pub(crate) accept_sequences: bool,
 }
 
 impl Pipeline {
@@ -85,6 +87,12 @@ impl Pipeline {
         async {
             let handled = match &incoming.kind {
                 Kind::Problem(p) => match &self.remediator {
+                    Some(_)
+                        if !self.accept_sequences
+                            && types::remediation_sequence_stage(&meta.ty).is_some() =>
+                    {
+                        None
+                    }
                     Some(r) => Some(r.on_problem(meta, p).await),
                     None => None,
                 },

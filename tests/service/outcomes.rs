@@ -267,3 +267,43 @@ async fn stage_disabled_by_shipyard_sends_nothing() {
     assert!(ours.is_empty(), "expected no events, got {ours:#?}");
     assert!(svc.log().contains("not enabled"), "log: {}", svc.log());
 }
+
+#[tokio::test]
+async fn sequence_triggers_start_remediations_only_when_accepted() {
+    let remediation = FOREIGN.replace("problemType: Pass me", "problemType: response_time_p90");
+    let nats = NatsServer::start().unwrap();
+    let dir = resource_dir(Some(&remediation), None);
+    let trigger = crate::common::vector("prometheus-service/trigger_remediation.json");
+    for accept in [false, true] {
+        let mut svc = Service::spawn(&[
+            ("NATS_URL", nats.url()),
+            ("RESOURCE_DIR", dir.path().display().to_string()),
+            ("ROLES", "remediator".into()),
+            ("ACCEPT_REMEDIATION_SEQUENCES", accept.to_string()),
+        ]);
+        svc.wait_ready().await;
+        let bus = Bus::connect(&nats.url()).await;
+        spawn_responder(&bus);
+        let mut ev = trigger.clone();
+        ev["id"] = json!(uuid::Uuid::new_v4().to_string());
+        ev["shkeptncontext"] = json!(uuid::Uuid::new_v4().to_string());
+        bus.publish(&ev).await;
+        if accept {
+            let finished = bus
+                .wait_for(
+                    "sh.keptn.event.remediation.finished",
+                    1,
+                    Duration::from_secs(10),
+                )
+                .await;
+            assert_eq!(finished[0]["data"]["result"], "pass", "{}", finished[0]);
+            assert_eq!(finished[0]["data"]["project"], "sockshop");
+        } else {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            assert!(
+                bus.of_type("sh.keptn.event.remediation.triggered")
+                    .is_empty()
+            );
+        }
+    }
+}
