@@ -27,6 +27,9 @@ const INSTALL_HINT: &str = "apt-get install -y postgresql";
 /// directory to remove at the end (or empty), then the command.
 const SUPERVISOR: &str = r#"
 log=$1; pidfile=$2; sig=$3; extra=$4; cleanup=$5; shift 5
+# A Ctrl-C or hang-up reaches the whole process group; the supervisor must outlive it to clean
+# up once its stdin closes.
+trap '' HUP INT QUIT
 "$@" >>"$log" 2>&1 </dev/null &
 child=$!
 echo "$child" >"$pidfile"

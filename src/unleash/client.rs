@@ -826,7 +826,7 @@ impl UnleashClient {
                 Err(e) => {
                     let retryable =
                         e.is_timeout() || e.is_connect() || e.is_request() || e.is_body();
-                    let reason = root_cause(&e);
+                    let reason = self.scrub(&root_cause(&e));
                     if retryable && may_retry {
                         let wait = self.backoff(attempt, None);
                         tracing::warn!(%request, attempt, error = %reason, retry_in_ms = wait.as_millis() as u64, "Unleash request failed; retrying");
@@ -844,7 +844,7 @@ impl UnleashClient {
                             base: self.inner.base.clone(),
                             request,
                             attempts: attempt,
-                            reason: self.scrub(&reason),
+                            reason,
                         }
                     });
                 }

@@ -1,0 +1,581 @@
+//! The Unleash client against a scripted HTTP server (wiremock): timeouts, retries and their
+//! bounds, connection errors, the exact requests sent, and that the token never leaks into an
+//! error.
+
+use serde_json::json;
+use std::time::{Duration, Instant};
+use unleash_remediation_service::config::Secret;
+use unleash_remediation_service::testkit::free_port;
+use unleash_remediation_service::unleash::{
+    Api, ApiMode, UnleashClient, UnleashConfig, UnleashError,
+};
+use wiremock::matchers::{body_json, header, method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+const TOKEN: &str = "*:*.s3cret-admin-token-0b5e";
+const USER: &str = "keptn";
+const FLAG: &str = "EnableStaticContent";
+const ON_PATH: &str =
+    "/api/admin/projects/default/features/EnableStaticContent/environments/production/on";
+const READ_PATH: &str = "/api/admin/projects/default/features/EnableStaticContent";
+
+fn config(base: &str) -> UnleashConfig {
+    let mut c = UnleashConfig::new(base, Secret::new(TOKEN));
+    c.user = USER.into();
+    c.api = ApiMode::V4;
+    c.timeout = Duration::from_millis(300);
+    c.max_retries = 3;
+    c.backoff = Duration::from_millis(10);
+    c
+}
+
+fn client(c: UnleashConfig) -> UnleashClient {
+    UnleashClient::new(c).unwrap()
+}
+
+/// The token must not show up in any form an error can take.
+fn assert_no_secret(err: &UnleashError) {
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{TOKEN}"));
+    for text in [err.to_string(), format!("{err:?}"), format!("{err:#?}")] {
+        assert!(!text.contains(TOKEN), "token leaked: {text}");
+        assert!(!text.contains("s3cret"), "token leaked: {text}");
+        assert!(!text.contains(&basic), "Basic credentials leaked: {text}");
+    }
+}
+
+fn read_back(enabled: bool) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "name": FLAG,
+        "environments": [
+            {"name": "development", "enabled": !enabled},
+            {"name": "production", "enabled": enabled}
+        ]
+    }))
+}
+
+async fn count(server: &MockServer, verb: &str, p: &str) -> usize {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r: &&Request| r.method.as_str() == verb && r.url.path() == p)
+        .count()
+}
+
+#[tokio::test]
+async fn v4_request_is_exactly_what_unleash_expects_and_is_confirmed() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(ON_PATH))
+        .and(header("authorization", TOKEN))
+        .and(header("content-type", "application/json"))
+        .and(body_json(json!({})))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(READ_PATH))
+        .and(header("authorization", TOKEN))
+        .respond_with(read_back(true))
+        .expect(1)
+        .mount(&server)
+        .await;
+    client(config(&server.uri()))
+        .set_flag(FLAG, "production", true)
+        .await
+        .unwrap();
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn v3_request_uses_basic_auth_and_the_exact_content_type() {
+    use base64::Engine as _;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{TOKEN}"))
+    );
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/admin/features/EnableStaticContent/toggle/off"))
+        .and(header("authorization", basic.as_str()))
+        .and(header("content-type", "application/json"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"name": FLAG, "enabled": false})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/admin/features/EnableStaticContent"))
+        .and(header("authorization", basic.as_str()))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"name": FLAG, "enabled": false})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut c = config(&format!("{}/api", server.uri()));
+    c.api = ApiMode::V3;
+    client(c).set_flag(FLAG, "production", false).await.unwrap();
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn names_are_percent_encoded_in_paths() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(
+            "/api/admin/projects/my%20project/features/F.1~x/environments/pre%2Fprod/on",
+        ))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut c = config(&server.uri());
+    c.project = "my project".into();
+    client(c)
+        .switch_flag("F.1~x", "pre/prod", true)
+        .await
+        .unwrap();
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn invalid_flag_names_send_nothing() {
+    let server = MockServer::start().await;
+    let c = client(config(&server.uri()));
+    for name in ["", "a/b", "../x", "..", "a b", &"x".repeat(101)] {
+        let err = c.set_flag(name, "production", true).await.unwrap_err();
+        assert!(
+            matches!(err, UnleashError::InvalidFlagName { .. }),
+            "{name}: {err:?}"
+        );
+    }
+    assert!(server.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_slow_server_times_out_after_bounded_retries() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(ON_PATH))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
+        .mount(&server)
+        .await;
+    let mut c = config(&server.uri());
+    c.timeout = Duration::from_millis(150);
+    c.max_retries = 2;
+    let started = Instant::now();
+    let err = client(c)
+        .set_flag(FLAG, "production", true)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, UnleashError::Timeout { attempts: 3, .. }),
+        "{err:?}"
+    );
+    assert_eq!(count(&server, "POST", ON_PATH).await, 3);
+    // 3 × 150 ms plus backoff 10 + 20 ms, far below the server's 3 s delay.
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let text = err.to_string();
+    assert!(text.contains("did not answer"), "{text}");
+    assert!(text.contains("150ms"), "{text}");
+    assert!(text.contains("3 attempts"), "{text}");
+    assert_no_secret(&err);
+}
+
+#[tokio::test]
+async fn service_unavailable_then_ok_is_retried_and_succeeds() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(ON_PATH))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(ON_PATH))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(READ_PATH))
+        .respond_with(read_back(true))
+        .mount(&server)
+        .await;
+    client(config(&server.uri()))
+        .set_flag(FLAG, "production", true)
+        .await
+        .unwrap();
+    assert_eq!(count(&server, "POST", ON_PATH).await, 2);
+    assert_eq!(count(&server, "GET", READ_PATH).await, 1);
+}
+
+#[tokio::test]
+async fn too_many_requests_is_retried() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(ON_PATH))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "0"))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(ON_PATH))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(READ_PATH))
+        .respond_with(read_back(true))
+        .mount(&server)
+        .await;
+    client(config(&server.uri()))
+        .set_flag(FLAG, "production", true)
+        .await
+        .unwrap();
+    assert_eq!(count(&server, "POST", ON_PATH).await, 3);
+}
+
+#[tokio::test]
+async fn internal_server_error_forever_gives_up_after_exactly_max_retries() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(ON_PATH))
+        .respond_with(ResponseTemplate::new(500).set_body_json(json!({
+            "name": "InternalError",
+            "message": "database connection lost"
+        })))
+        .mount(&server)
+        .await;
+    let mut c = config(&server.uri());
+    c.max_retries = 4;
+    let err = client(c)
+        .set_flag(FLAG, "production", true)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        count(&server, "POST", ON_PATH).await,
+        5,
+        "1 attempt + 4 retries"
+    );
+    assert!(
+        matches!(err, UnleashError::ServerError { attempts: 5, .. }),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("500 Internal Server Error"), "{text}");
+    assert!(text.contains("database connection lost"), "{text}");
+    assert!(text.contains("5 attempts"), "{text}");
+    assert_no_secret(&err);
+    // Nothing was read back: the switch itself failed.
+    assert_eq!(count(&server, "GET", READ_PATH).await, 0);
+}
+
+#[tokio::test]
+async fn zero_retries_means_one_attempt() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(502))
+        .mount(&server)
+        .await;
+    let mut c = config(&server.uri());
+    c.max_retries = 0;
+    let err = client(c)
+        .set_flag(FLAG, "production", true)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, UnleashError::ServerError { attempts: 1, .. }),
+        "{err:?}"
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn connection_refused_is_retried_then_reported() {
+    let port = free_port(); // bound and released: nothing listens there
+    let base = format!("http://127.0.0.1:{port}/api");
+    let mut c = config(&base);
+    c.max_retries = 2;
+    let started = Instant::now();
+    let err = client(c)
+        .set_flag(FLAG, "production", true)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, UnleashError::Connect { attempts: 3, .. }),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains(&base), "{text}");
+    assert!(text.to_lowercase().contains("refused"), "{text}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(30),
+        "backoff 10 + 20 ms"
+    );
+    assert_no_secret(&err);
+}
+
+#[tokio::test]
+async fn final_statuses_are_not_retried_and_are_explained() {
+    let cases: Vec<(u16, serde_json::Value, &str)> = vec![
+        (
+            401,
+            json!({"name": "UnauthorizedError", "message": "You must log in to use Unleash."}),
+            "Unleash rejected the token (401): wrong or expired token",
+        ),
+        (
+            403,
+            json!({"message": "invalid token: expected a different token type for this endpoint"}),
+            "token lacks permission (403): an admin token or personal access token is needed, not a client token",
+        ),
+        (
+            404,
+            json!({"name": "NotFoundError", "message": "There's no feature named \"EnableStaticContent\" in project \"default\"."}),
+            "Unleash has no flag \"EnableStaticContent\" in project \"default\" (404)",
+        ),
+        (
+            404,
+            json!({"name": "NotFoundError", "message": "Could not find environment production for feature: EnableStaticContent"}),
+            "Unleash has no environment \"production\" in project \"default\" (404)",
+        ),
+        (
+            404,
+            json!({"name": "NotFoundError", "message": "The path you were looking for (/api/admin/x) is not available."}),
+            "Unleash has no such endpoint",
+        ),
+        (
+            415,
+            json!({"name": "ContentTypeError", "message": "We do not accept the content-type you provided"}),
+            "Unleash refused the request's Content-Type (415)",
+        ),
+        (
+            400,
+            json!({"message": "bad request"}),
+            "Unleash answered 400 Bad Request",
+        ),
+    ];
+    for (status, body, want) in cases {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(status).set_body_json(body.clone()))
+            .mount(&server)
+            .await;
+        let err = client(config(&server.uri()))
+            .set_flag(FLAG, "production", true)
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with(want), "{status} {body}: {text}");
+        assert_eq!(
+            server.received_requests().await.unwrap().len(),
+            1,
+            "{status} must not be retried"
+        );
+        assert_no_secret(&err);
+    }
+}
+
+#[tokio::test]
+async fn a_server_echoing_the_token_does_not_leak_it() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "message": format!("malformed token {TOKEN} in header Authorization")
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(500).set_body_string(format!("crash while checking {TOKEN}")),
+        )
+        .mount(&server)
+        .await;
+    let c = client(config(&server.uri()));
+    let err = c.set_flag(FLAG, "production", true).await.unwrap_err();
+    assert!(
+        err.to_string().contains("malformed token *** in header"),
+        "{err}"
+    );
+    assert_no_secret(&err);
+    let err = c.flag_enabled(FLAG, "production").await.unwrap_err();
+    assert!(
+        err.to_string().contains("crash while checking ***"),
+        "{err}"
+    );
+    assert_no_secret(&err);
+}
+
+#[tokio::test]
+async fn a_state_that_does_not_change_is_an_error() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(ON_PATH))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(READ_PATH))
+        .respond_with(read_back(false))
+        .mount(&server)
+        .await;
+    let err = client(config(&server.uri()))
+        .set_flag(FLAG, "production", true)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            UnleashError::NotConfirmed {
+                wanted: true,
+                actual: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "Unleash still reports flag \"EnableStaticContent\" as off in environment \"production\" after switching it on"
+    );
+}
+
+#[tokio::test]
+async fn detection_reads_the_public_v3_index_once() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"name": "unleash-server", "version": "3.17.6"})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut c = config(&server.uri());
+    c.api = ApiMode::Auto;
+    let c = client(c);
+    assert_eq!(c.api().await.unwrap(), Api::V3);
+    assert_eq!(
+        c.clone().api().await.unwrap(),
+        Api::V3,
+        "cached, shared by clones"
+    );
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn detection_falls_back_to_the_projects_endpoint() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api"))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_json(json!({"name": "AuthenticationRequired"})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/admin/projects"))
+        .and(header("authorization", TOKEN))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"projects": []})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut c = config(&server.uri());
+    c.api = ApiMode::Auto;
+    let c = client(c);
+    assert_eq!(c.api().await.unwrap(), Api::V4);
+    assert_eq!(c.api().await.unwrap(), Api::V4);
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn failed_detection_is_not_cached() {
+    let port = free_port();
+    let mut c = config(&format!("http://127.0.0.1:{port}"));
+    c.api = ApiMode::Auto;
+    c.max_retries = 0;
+    let c = client(c);
+    assert!(matches!(
+        c.api().await.unwrap_err(),
+        UnleashError::Connect { .. }
+    ));
+    // Still unknown: the next call asks again (and fails again, nothing listens).
+    assert!(matches!(
+        c.api().await.unwrap_err(),
+        UnleashError::Connect { .. }
+    ));
+}
+
+#[test]
+fn configuration_errors_are_clear_and_secret_free() {
+    let err = UnleashClient::new(config("http://user:pass@unleash:4242/api")).unwrap_err();
+    assert!(
+        err.to_string().contains("must not contain credentials"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("pass@"), "{err}");
+    let err =
+        UnleashClient::new(UnleashConfig::new("http://unleash/api", Secret::new(""))).unwrap_err();
+    assert!(err.to_string().contains("UNLEASH_TOKEN is empty"), "{err}");
+    let err = UnleashClient::new(config("unleash:4242")).unwrap_err();
+    assert!(
+        err.to_string().contains("http or https") || err.to_string().contains("not a URL"),
+        "{err}"
+    );
+}
+
+/// The request metrics, through a Prometheus recorder local to this thread.
+#[test]
+fn requests_are_counted_and_timed() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            let server = MockServer::start().await;
+            Mock::given(method("POST"))
+                .respond_with(ResponseTemplate::new(500))
+                .mount(&server)
+                .await;
+            let mut c = config(&server.uri());
+            c.max_retries = 2;
+            client(c)
+                .set_flag(FLAG, "production", true)
+                .await
+                .unwrap_err();
+            let mut c = config(&format!("http://127.0.0.1:{}", free_port()));
+            c.max_retries = 0;
+            client(c)
+                .set_flag(FLAG, "production", true)
+                .await
+                .unwrap_err();
+        })
+    });
+    let text = handle.render();
+    assert!(
+        text.contains(r#"unleash_requests_total{method="POST",status="500"} 3"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"unleash_requests_total{method="POST",status="error"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("unleash_request_duration_seconds"), "{text}");
+    assert!(!text.contains("s3cret"));
+}
