@@ -108,7 +108,7 @@ pub async fn serve(
     }
 
     let js = async_nats::jetstream::new(client.clone());
-    let has_js = nats::has_jetstream(&client);
+    let has_js = nats::has_jetstream(&client).await;
     let use_js = match args.nats_mode {
         NatsMode::Core => false,
         NatsMode::Auto => has_js,

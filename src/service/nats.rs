@@ -133,10 +133,28 @@ impl Publish for NatsPublisher {
     }
 }
 
-/// Whether the server has JetStream enabled (from its INFO; the account-info request of this
-/// client library does not parse the answers of nats-server 2.9).
-pub fn has_jetstream(client: &async_nats::Client) -> bool {
-    client.server_info().jetstream
+/// Whether the server has JetStream enabled for this account. Asks `$JS.API.INFO` and reads
+/// the answer loosely: the typed account-info call of the client library does not parse the
+/// answers of nats-server 2.9, and the INFO flag may not be there yet right after connecting.
+pub async fn has_jetstream(client: &async_nats::Client) -> bool {
+    let answer = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.request("$JS.API.INFO", bytes::Bytes::new()),
+    )
+    .await;
+    match answer {
+        Ok(Ok(msg)) => serde_json::from_slice::<serde_json::Value>(&msg.payload)
+            .map(|v| v.get("error").is_none() && v.get("type").is_some())
+            .unwrap_or(false),
+        Ok(Err(e)) => {
+            info!(reason = %e, "JetStream not available");
+            false
+        }
+        Err(_) => {
+            warn!("JetStream did not answer within 5 s; using core NATS");
+            false
+        }
+    }
 }
 
 /// The stream holding `subjects`: an existing one (Keptn 1.x has `keptn` on `sh.keptn.>`), else
