@@ -12,13 +12,14 @@ use crate::keptn::Scope;
 use anyhow::Context;
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tracing::warn;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Phase {
@@ -85,13 +86,76 @@ fn index_key(action_triggered_id: &str) -> String {
 pub enum Claim {
     Created(u64),
     Exists(Box<Record>, u64),
+    /// Claimed by another event, known without asking the bucket (see [`Claimed`]).
+    Taken,
+}
+
+/// Problems this process knows to be claimed, and by which event, so that the repeated OPENs
+/// of an alert storm are answered without a round trip to the bucket. A key leaves when the
+/// bucket reports it deleted or purged (a CLOSED, handled by any replica) or after the TTL,
+/// after which the bucket has expired it too.
+pub struct Claimed {
+    ttl: Duration,
+    owners: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+impl Claimed {
+    fn new(ttl: Duration) -> Self {
+        Claimed {
+            ttl,
+            owners: Mutex::new(HashMap::new()),
+        }
+    }
+    fn owner(&self, key: &str) -> Option<String> {
+        let owners = self.owners.lock().expect("claimed lock");
+        owners
+            .get(key)
+            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .map(|(owner, _)| owner.clone())
+    }
+    fn insert(&self, key: &str, owner: &str) {
+        let mut owners = self.owners.lock().expect("claimed lock");
+        if owners.len() > 100_000 {
+            let ttl = self.ttl;
+            owners.retain(|_, (_, at)| at.elapsed() < ttl);
+        }
+        owners.insert(key.to_owned(), (owner.to_owned(), Instant::now()));
+    }
+    fn remove(&self, key: &str) {
+        self.owners.lock().expect("claimed lock").remove(key);
+    }
+    fn clear(&self) {
+        self.owners.lock().expect("claimed lock").clear();
+    }
+
+    /// Follows deletions in the bucket for as long as the process runs. While the watch is
+    /// down nothing is cached, so no stale claim can hide a reopened problem.
+    fn follow(self: Arc<Self>, store: kv::Store) {
+        tokio::spawn(async move {
+            loop {
+                match store.watch("p.>").await {
+                    Ok(mut watch) => {
+                        while let Some(Ok(entry)) = watch.next().await {
+                            if entry.operation != kv::Operation::Put {
+                                self.remove(&entry.key);
+                            }
+                        }
+                        warn!("remediation state watch ended; restarting it");
+                    }
+                    Err(e) => warn!(error = %e, "cannot watch remediation state; retrying"),
+                }
+                self.clear();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
 }
 
 // One per process: the size difference between the variants does not matter.
 #[allow(clippy::large_enum_variant)]
 pub enum Store {
     Memory(MemoryStore),
-    Kv(kv::Store),
+    Kv(kv::Store, Arc<Claimed>),
 }
 
 impl Store {
@@ -128,7 +192,9 @@ impl Store {
                     .with_context(|| format!("opening key-value bucket {bucket}"))?
             }
         };
-        Ok(Store::Kv(store))
+        let claimed = Arc::new(Claimed::new(ttl));
+        claimed.clone().follow(store.clone());
+        Ok(Store::Kv(store, claimed))
     }
 
     pub fn memory(ttl: Duration) -> Store {
@@ -138,7 +204,7 @@ impl Store {
     pub fn kind(&self) -> &'static str {
         match self {
             Store::Memory(_) => "memory",
-            Store::Kv(_) => "jetstream-kv",
+            Store::Kv(..) => "jetstream-kv",
         }
     }
 
@@ -146,27 +212,42 @@ impl Store {
     pub async fn create(&self, key: &str, record: &Record) -> anyhow::Result<Claim> {
         match self {
             Store::Memory(m) => Ok(m.create(key, record)),
-            Store::Kv(s) => match s.create(key, encode(record)).await {
-                Ok(rev) => Ok(Claim::Created(rev)),
-                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                    match self.get(key).await? {
-                        Some((r, rev)) => Ok(Claim::Exists(Box::new(r), rev)),
-                        // Deleted between the two calls (a CLOSED raced in): try once more.
-                        None => match s.create(key, encode(record)).await {
-                            Ok(rev) => Ok(Claim::Created(rev)),
-                            Err(e) => Err(e).context("claiming remediation state"),
-                        },
-                    }
+            Store::Kv(s, claimed) => {
+                if claimed
+                    .owner(key)
+                    .is_some_and(|owner| owner != record.opened_by)
+                {
+                    return Ok(Claim::Taken);
                 }
-                Err(e) => Err(e).context("claiming remediation state"),
-            },
+                let claim = match s.create(key, encode(record)).await {
+                    Ok(rev) => Claim::Created(rev),
+                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                        match self.get(key).await? {
+                            Some((r, rev)) => Claim::Exists(Box::new(r), rev),
+                            // Deleted between the two calls (a CLOSED raced in): try once more.
+                            None => Claim::Created(
+                                s.create(key, encode(record))
+                                    .await
+                                    .context("claiming remediation state")?,
+                            ),
+                        }
+                    }
+                    Err(e) => return Err(e).context("claiming remediation state"),
+                };
+                match &claim {
+                    Claim::Created(_) => claimed.insert(key, &record.opened_by),
+                    Claim::Exists(r, _) => claimed.insert(key, &r.opened_by),
+                    Claim::Taken => {}
+                }
+                Ok(claim)
+            }
         }
     }
 
     pub async fn get(&self, key: &str) -> anyhow::Result<Option<(Record, u64)>> {
         match self {
             Store::Memory(m) => Ok(m.get(key)),
-            Store::Kv(s) => {
+            Store::Kv(s, _) => {
                 let Some(entry) = s.entry(key).await.context("reading remediation state")? else {
                     return Ok(None);
                 };
@@ -189,7 +270,7 @@ impl Store {
     ) -> anyhow::Result<Option<u64>> {
         match self {
             Store::Memory(m) => Ok(m.update(key, record, revision)),
-            Store::Kv(s) => match s.update(key, encode(record), revision).await {
+            Store::Kv(s, _) => match s.update(key, encode(record), revision).await {
                 Ok(rev) => Ok(Some(rev)),
                 Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(None),
                 Err(e) => Err(e).context("updating remediation state"),
@@ -203,7 +284,10 @@ impl Store {
                 m.delete(key);
                 Ok(())
             }
-            Store::Kv(s) => s.purge(key).await.context("deleting remediation state"),
+            Store::Kv(s, claimed) => {
+                claimed.remove(key);
+                s.purge(key).await.context("deleting remediation state")
+            }
         }
     }
 
@@ -218,7 +302,7 @@ impl Store {
                     .insert(ik, key.to_owned());
                 Ok(())
             }
-            Store::Kv(s) => s
+            Store::Kv(s, _) => s
                 .put(ik, Bytes::copy_from_slice(key.as_bytes()))
                 .await
                 .map(|_| ())
@@ -231,7 +315,7 @@ impl Store {
         let ik = index_key(action_triggered_id);
         match self {
             Store::Memory(m) => Ok(m.links.lock().expect("state lock").get(&ik).cloned()),
-            Store::Kv(s) => Ok(s
+            Store::Kv(s, _) => Ok(s
                 .get(ik)
                 .await
                 .context("reading action index")?
@@ -244,7 +328,7 @@ impl Store {
     pub async fn waiting(&self) -> anyhow::Result<Vec<(String, Record)>> {
         let keys: Vec<String> = match self {
             Store::Memory(m) => m.keys(),
-            Store::Kv(s) => s
+            Store::Kv(s, _) => s
                 .keys()
                 .await
                 .context("listing remediation state")?

@@ -103,11 +103,11 @@ impl Remediator {
                     Phase::Finished => return Ok(()),
                 }
             }
-            Claim::Exists(existing, _) => {
+            Claim::Exists(..) | Claim::Taken => {
                 metrics::counter!("duplicates_total").increment(1);
                 // Debug, not info: an alert storm repeats one problem thousands of times.
                 debug!(
-                    problem = %ev.identity(), scope = %ev.scope, phase = ?existing.phase,
+                    problem = %ev.identity(), scope = %ev.scope,
                     "problem already being or already remediated; duplicate OPEN ignored"
                 );
                 return Ok(());

@@ -298,3 +298,54 @@ async fn jetstream_redelivery_is_bounded_then_reported() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn a_problem_closed_on_one_replica_reopens_on_another() {
+    let nats = NatsServer::start().unwrap();
+    let dir = resource_dir(Some(FOREIGN), None);
+    let base = [
+        ("NATS_URL", nats.url()),
+        ("NATS_MODE", "core".to_owned()),
+        ("ROLES", "remediator".to_owned()),
+        ("RESOURCE_DIR", dir.path().display().to_string()),
+    ];
+    // Replica A only sees OPENs, replica B only sees CLOSEDs.
+    let mut a_env = base.to_vec();
+    a_env.push((
+        "PUBSUB_TOPIC",
+        "sh.keptn.event.problem.open,sh.keptn.event.action.finished".to_owned(),
+    ));
+    let mut b_env = base.to_vec();
+    b_env.push(("PUBSUB_TOPIC", "sh.keptn.events.problem".to_owned()));
+    let mut a = Service::spawn(&a_env);
+    let mut b = Service::spawn(&b_env);
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let bus = Bus::connect(&nats.url()).await;
+    spawn_responder(&bus);
+
+    let open = problem_open("Pass me", "across-replicas");
+    bus.publish(&open).await;
+    bus.wait_for(
+        "sh.keptn.event.remediation.finished",
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+    let mut closed = open.clone();
+    closed["id"] = json!(uuid::Uuid::new_v4().to_string());
+    closed["type"] = json!("sh.keptn.events.problem");
+    closed["data"]["State"] = json!("CLOSED");
+    bus.publish(&closed).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut reopened = open.clone();
+    reopened["id"] = json!(uuid::Uuid::new_v4().to_string());
+    bus.publish(&reopened).await;
+    bus.wait_for(
+        "sh.keptn.event.remediation.finished",
+        2,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(bus.of_type("sh.keptn.event.remediation.triggered").len(), 2);
+}
