@@ -244,3 +244,41 @@ pub fn problem_open(title: &str, problem_id: &str) -> Value {
         }
     })
 }
+
+/// What most service tests start from: a nats-server, a resource directory and a bus that
+/// records every event.
+pub struct Fixture {
+    pub nats: unleash_remediation_service::testkit::nats::NatsServer,
+    pub dir: tempfile::TempDir,
+    pub bus: Bus,
+}
+
+impl Fixture {
+    pub async fn new(remediation: Option<&str>, shipyard: Option<&str>) -> Fixture {
+        let nats = unleash_remediation_service::testkit::nats::NatsServer::start()
+            .expect("nats-server (apt-get install -y nats-server)");
+        let bus = Bus::connect(&nats.url()).await;
+        Fixture {
+            dir: resource_dir(remediation, shipyard),
+            nats,
+            bus,
+        }
+    }
+
+    /// The environment of a service on this fixture, `extra` added last (so it wins).
+    pub fn env(&self, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+        let mut env = vec![
+            ("NATS_URL", self.nats.url()),
+            ("RESOURCE_DIR", self.dir.path().display().to_string()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        env
+    }
+
+    /// A service on this fixture with `extra` settings, ready.
+    pub async fn service(&self, extra: &[(&'static str, &str)]) -> Service {
+        let mut svc = Service::spawn(&self.env(extra));
+        svc.wait_ready().await;
+        svc
+    }
+}

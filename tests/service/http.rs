@@ -1,23 +1,17 @@
 //! HTTP ingest (SPEC section 7): the same pipeline as NATS.
 
-use crate::common::{Bus, Service, problem_open, resource_dir};
+use crate::common::{Fixture, problem_open};
 use crate::outcomes::{FOREIGN, spawn_responder};
 use std::time::Duration;
-use unleash_remediation_service::testkit::nats::NatsServer;
 
 #[tokio::test]
 async fn http_ingest_accepts_structured_and_binary_and_rejects_bad_input() {
-    let nats = NatsServer::start().unwrap();
-    let dir = resource_dir(Some(FOREIGN), None);
-    let mut svc = Service::spawn(&[
-        ("NATS_URL", nats.url()),
-        ("RESOURCE_DIR", dir.path().display().to_string()),
-        ("HTTP_TOKEN", "let-me-in".into()),
-        ("HTTP_BODY_LIMIT", "4096".into()),
-    ]);
-    svc.wait_ready().await;
-    let bus = Bus::connect(&nats.url()).await;
-    spawn_responder(&bus);
+    let fx = Fixture::new(Some(FOREIGN), None).await;
+    let svc = fx
+        .service(&[("HTTP_TOKEN", "let-me-in"), ("HTTP_BODY_LIMIT", "4096")])
+        .await;
+    let bus = &fx.bus;
+    spawn_responder(bus);
     let http = reqwest::Client::new();
 
     // Structured mode, on POST / (where Keptn's distributor posts).

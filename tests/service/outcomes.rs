@@ -1,7 +1,7 @@
 //! Each row of the remediator's outcome table (SPEC section 4), with a foreign action answered
 //! by the test itself acting as another provider on the bus.
 
-use crate::common::{Bus, Service, problem_open, resource_dir};
+use crate::common::{Bus, Fixture, Service, problem_open, resource_dir};
 use serde_json::{Value, json};
 use std::time::Duration;
 use unleash_remediation_service::testkit::nats::NatsServer;
@@ -114,19 +114,14 @@ async fn remediate(bus: &Bus, title: &str) -> Value {
 
 #[tokio::test]
 async fn outcome_table_rows_for_actions() {
-    let nats = NatsServer::start().unwrap();
-    let dir = resource_dir(Some(FOREIGN), None);
-    let mut svc = Service::spawn(&[
-        ("NATS_URL", nats.url()),
-        ("RESOURCE_DIR", dir.path().display().to_string()),
-        ("ACTION_TIMEOUT", "1s".into()),
-        ("ROLES", "remediator".into()),
-    ]);
-    svc.wait_ready().await;
-    let bus = Bus::connect(&nats.url()).await;
-    spawn_responder(&bus);
+    let fx = Fixture::new(Some(FOREIGN), None).await;
+    let _svc = fx
+        .service(&[("ACTION_TIMEOUT", "1s"), ("ROLES", "remediator")])
+        .await;
+    let bus = &fx.bus;
+    spawn_responder(bus);
 
-    let pass = remediate(&bus, "Pass me").await;
+    let pass = remediate(bus, "Pass me").await;
     assert_eq!(pass["data"]["status"], "succeeded");
     assert_eq!(pass["data"]["result"], "pass");
     assert!(
@@ -137,7 +132,7 @@ async fn outcome_table_rows_for_actions() {
         "{pass}"
     );
 
-    let fail = remediate(&bus, "Fail me").await;
+    let fail = remediate(bus, "Fail me").await;
     assert_eq!(fail["data"]["status"], "errored");
     assert_eq!(fail["data"]["result"], "fail");
     let msg = fail["data"]["message"].as_str().unwrap();
@@ -146,7 +141,7 @@ async fn outcome_table_rows_for_actions() {
         "{msg}"
     );
 
-    let escalated = remediate(&bus, "Fail then pass").await;
+    let escalated = remediate(bus, "Fail then pass").await;
     assert_eq!(escalated["data"]["result"], "pass", "{escalated}");
     assert!(
         escalated["data"]["message"]
@@ -155,7 +150,7 @@ async fn outcome_table_rows_for_actions() {
             .contains("second try")
     );
 
-    let timeout = remediate(&bus, "Nobody answers").await;
+    let timeout = remediate(bus, "Nobody answers").await;
     assert_eq!(timeout["data"]["status"], "errored");
     assert!(
         timeout["data"]["message"]
@@ -165,7 +160,7 @@ async fn outcome_table_rows_for_actions() {
         "{timeout}"
     );
 
-    let none = remediate(&bus, "Something nobody planned for").await;
+    let none = remediate(bus, "Something nobody planned for").await;
     assert_eq!(none["data"]["status"], "succeeded");
     assert_eq!(none["data"]["result"], "fail");
     assert!(
@@ -178,16 +173,11 @@ async fn outcome_table_rows_for_actions() {
 
 #[tokio::test]
 async fn every_step_is_reported_in_order_with_links() {
-    let nats = NatsServer::start().unwrap();
-    let dir = resource_dir(Some(FOREIGN), None);
-    let mut svc = Service::spawn(&[
-        ("NATS_URL", nats.url()),
-        ("RESOURCE_DIR", dir.path().display().to_string()),
-    ]);
-    svc.wait_ready().await;
-    let bus = Bus::connect(&nats.url()).await;
-    spawn_responder(&bus);
-    let finished = remediate(&bus, "Fail then pass").await;
+    let fx = Fixture::new(Some(FOREIGN), None).await;
+    let _svc = fx.service(&[]).await;
+    let bus = &fx.bus;
+    spawn_responder(bus);
+    let finished = remediate(bus, "Fail then pass").await;
     let ctx = finished["shkeptncontext"].clone();
     let ours: Vec<Value> = bus
         .events()
@@ -217,15 +207,9 @@ async fn every_step_is_reported_in_order_with_links() {
 }
 
 async fn assert_finished_errored(remediation: Option<&str>, expect: &str) {
-    let nats = NatsServer::start().unwrap();
-    let dir = resource_dir(remediation, None);
-    let mut svc = Service::spawn(&[
-        ("NATS_URL", nats.url()),
-        ("RESOURCE_DIR", dir.path().display().to_string()),
-    ]);
-    svc.wait_ready().await;
-    let bus = Bus::connect(&nats.url()).await;
-    let finished = remediate(&bus, "Failure rate increase").await;
+    let fx = Fixture::new(remediation, None).await;
+    let _svc = fx.service(&[]).await;
+    let finished = remediate(&fx.bus, "Failure rate increase").await;
     assert_eq!(finished["data"]["status"], "errored");
     assert_eq!(finished["data"]["result"], "fail");
     let msg = finished["data"]["message"].as_str().unwrap();
@@ -248,15 +232,10 @@ async fn invalid_remediation_file_finishes_errored_naming_the_line() {
 
 #[tokio::test]
 async fn stage_disabled_by_shipyard_sends_nothing() {
-    let nats = NatsServer::start().unwrap();
     let shipyard = "stages:\n  - name: production\n    remediation_strategy: manual\n";
-    let dir = resource_dir(Some(FOREIGN), Some(shipyard));
-    let mut svc = Service::spawn(&[
-        ("NATS_URL", nats.url()),
-        ("RESOURCE_DIR", dir.path().display().to_string()),
-    ]);
-    svc.wait_ready().await;
-    let bus = Bus::connect(&nats.url()).await;
+    let fx = Fixture::new(Some(FOREIGN), Some(shipyard)).await;
+    let svc = fx.service(&[]).await;
+    let bus = &fx.bus;
     bus.publish(&problem_open("Pass me", "disabled-1")).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let ours: Vec<Value> = bus

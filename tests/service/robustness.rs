@@ -1,6 +1,6 @@
 //! Bad input, duplicates, replicas, restarts and shutdown.
 
-use crate::common::{Bus, Service, problem_open, resource_dir};
+use crate::common::{Bus, Fixture, Service, problem_open, resource_dir};
 use crate::outcomes::{FOREIGN, spawn_responder};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -15,15 +15,10 @@ fn count(bus: &Bus, ty: &str, ctx: &Value) -> usize {
 
 #[tokio::test]
 async fn malformed_messages_are_reported_and_the_service_keeps_working() {
-    let nats = NatsServer::start().unwrap();
-    let dir = resource_dir(Some(FOREIGN), None);
-    let mut svc = Service::spawn(&[
-        ("NATS_URL", nats.url()),
-        ("RESOURCE_DIR", dir.path().display().to_string()),
-    ]);
-    svc.wait_ready().await;
-    let bus = Bus::connect(&nats.url()).await;
-    spawn_responder(&bus);
+    let fx = Fixture::new(Some(FOREIGN), None).await;
+    let svc = fx.service(&[]).await;
+    let bus = &fx.bus;
+    spawn_responder(bus);
 
     let subjects = [
         "sh.keptn.event.problem.open",
@@ -125,34 +120,21 @@ async fn hundred_identical_opens_give_one_remediation() {
 
 #[tokio::test]
 async fn two_replicas_share_duplicate_protection_core_mode() {
-    let nats = NatsServer::start().unwrap();
-    let dir = resource_dir(Some(FOREIGN), None);
-    let env = [
-        ("NATS_URL", nats.url()),
-        ("NATS_MODE", "core".to_owned()),
-        ("RESOURCE_DIR", dir.path().display().to_string()),
-    ];
-    let mut a = Service::spawn(&env);
-    let mut b = Service::spawn(&env);
-    let bus = Bus::connect(&nats.url()).await;
-    spawn_responder(&bus);
-    hundred_identical_opens(&mut [&mut a, &mut b], &bus).await;
+    two_replicas_share_duplicate_protection("core").await;
 }
 
 #[tokio::test]
 async fn two_replicas_share_duplicate_protection_jetstream_mode() {
-    let nats = NatsServer::start().unwrap();
-    let dir = resource_dir(Some(FOREIGN), None);
-    let env = [
-        ("NATS_URL", nats.url()),
-        ("NATS_MODE", "jetstream".to_owned()),
-        ("RESOURCE_DIR", dir.path().display().to_string()),
-    ];
+    two_replicas_share_duplicate_protection("jetstream").await;
+}
+
+async fn two_replicas_share_duplicate_protection(mode: &'static str) {
+    let fx = Fixture::new(Some(FOREIGN), None).await;
+    let env = fx.env(&[("NATS_MODE", mode)]);
     let mut a = Service::spawn(&env);
     let mut b = Service::spawn(&env);
-    let bus = Bus::connect(&nats.url()).await;
-    spawn_responder(&bus);
-    hundred_identical_opens(&mut [&mut a, &mut b], &bus).await;
+    spawn_responder(&fx.bus);
+    hundred_identical_opens(&mut [&mut a, &mut b], &fx.bus).await;
 }
 
 #[tokio::test]
