@@ -1,0 +1,1074 @@
+//! Load generator for the whole service: the release binary against a real `nats-server` (and,
+//! for the end-to-end scenario, a real Unleash 7.5.1), all on 127.0.0.1, started through the
+//! test kit and stopped at the end.
+//!
+//! ```text
+//! cargo build --release --examples --bins
+//! target/release/examples/loadgen all            # every scenario, Markdown table on stdout
+//! target/release/examples/loadgen e2e|overhead|storm|get-action|startup [--n N]
+//! ```
+//!
+//! Scenarios (see BENCHMARKS.md):
+//! - `e2e`: problem.open → remediation.finished, one problem at a time, each with its own
+//!   ProblemID (so each one toggles the flag in Unleash), plus the floor in the same run: a
+//!   NATS request/reply round trip and the same Unleash POST + confirming GET with plain reqwest.
+//! - `overhead`: the same with an instant local HTTP responder instead of Unleash.
+//! - `storm`: 100,000 problem.open over 1,000 problems, core and JetStream mode, instant responder.
+//! - `get-action`: get-action.triggered → get-action.finished (ROLES=get-action).
+//! - `startup`: process start → `/ready` 200, idle RSS.
+//!
+//! The service binary is `target/release/unleash-remediation-service` (override with
+//! `SERVICE_BIN`). Every loop is bounded in count and time.
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use unleash_remediation_service::testkit::nats::NatsServer;
+use unleash_remediation_service::testkit::unleash::{UnleashServer, UnleashVersion};
+use unleash_remediation_service::testkit::{free_port, repo_root};
+use unleash_remediation_service::unleash::UnleashClient;
+
+const STAGE: &str = "production";
+const TITLE: &str = "Failure rate increase";
+const WARM_UP: usize = 20;
+
+// ---------------------------------------------------------------------------------------------
+// Results
+
+/// One row of the output table.
+struct Row {
+    scenario: String,
+    metric: String,
+    value: String,
+    note: String,
+}
+
+#[derive(Default)]
+struct Report {
+    rows: Vec<Row>,
+}
+
+impl Report {
+    fn add(&mut self, scenario: &str, metric: &str, value: String, note: impl Into<String>) {
+        let row = Row {
+            scenario: scenario.into(),
+            metric: metric.into(),
+            value,
+            note: note.into(),
+        };
+        eprintln!(
+            "  {} | {} | {} | {}",
+            row.scenario, row.metric, row.value, row.note
+        );
+        self.rows.push(row);
+    }
+
+    fn latencies(&mut self, scenario: &str, what: &str, samples: &[Duration], note: &str) {
+        let s = Stats::of(samples);
+        self.add(
+            scenario,
+            &format!("{what} p50 / p90 / p99 / max (n={})", samples.len()),
+            format!(
+                "{} / {} / {} / {}",
+                ms(s.p50),
+                ms(s.p90),
+                ms(s.p99),
+                ms(s.max)
+            ),
+            note,
+        );
+    }
+
+    fn print(&self) {
+        println!("| scenario | metric | value | note |");
+        println!("|---|---|---|---|");
+        for r in &self.rows {
+            println!(
+                "| {} | {} | {} | {} |",
+                r.scenario, r.metric, r.value, r.note
+            );
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Stats {
+    p50: Duration,
+    p90: Duration,
+    p99: Duration,
+    max: Duration,
+}
+
+impl Stats {
+    fn of(samples: &[Duration]) -> Stats {
+        let mut v = samples.to_vec();
+        v.sort();
+        let pick = |q: f64| {
+            if v.is_empty() {
+                return Duration::ZERO;
+            }
+            // Nearest rank.
+            let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+            v[rank - 1]
+        };
+        Stats {
+            p50: pick(0.50),
+            p90: pick(0.90),
+            p99: pick(0.99),
+            max: v.last().copied().unwrap_or_default(),
+        }
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The service as a process
+
+struct Service {
+    child: Option<Child>,
+    http: String,
+    started: Instant,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+struct ServiceOpts<'a> {
+    nats_url: &'a str,
+    unleash_url: &'a str,
+    unleash_token: &'a str,
+    unleash_api: &'a str,
+    mode: &'a str,
+    roles: &'a str,
+    resource_dir: &'a std::path::Path,
+}
+
+fn service_bin() -> PathBuf {
+    std::env::var_os("SERVICE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/release/unleash-remediation-service"))
+}
+
+impl Service {
+    fn spawn(o: &ServiceOpts) -> Result<Service> {
+        let dir = tempfile::tempdir()?;
+        let log = dir.path().join("service.log");
+        let port = free_port();
+        let bin = service_bin();
+        if !bin.is_file() {
+            bail!(
+                "{} is missing: run `cargo build --release --bins` first",
+                bin.display()
+            );
+        }
+        let mut cmd = Command::new(bin);
+        cmd.arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("NATS_URL", o.nats_url)
+            .env("NATS_MODE", o.mode)
+            .env("ROLES", o.roles)
+            .env("RESOURCE_DIR", o.resource_dir)
+            .env("UNLEASH_SERVER_URL", o.unleash_url)
+            .env("UNLEASH_TOKEN", o.unleash_token)
+            .env("UNLEASH_API", o.unleash_api)
+            // A fresh consumer/stream/bucket name per process, so runs do not see each other.
+            .env(
+                "PUBSUB_GROUP",
+                format!(
+                    "loadgen-{}",
+                    &uuid::Uuid::new_v4().simple().to_string()[..8]
+                ),
+            )
+            .env("SHUTDOWN_GRACE", "2s")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?);
+        let started = Instant::now();
+        let child = cmd.spawn().context("spawning the service binary")?;
+        Ok(Service {
+            child: Some(child),
+            http: format!("http://127.0.0.1:{port}"),
+            started,
+            log,
+            _dir: dir,
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Polls `/ready` every 2 ms (20 s at most); the time since spawn when it answered 200.
+    async fn wait_ready(&mut self, http: &reqwest::Client) -> Result<Duration> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                bail!("service exited ({status}); log:\n{}", self.log_tail());
+            }
+            if let Ok(r) = http.get(format!("{}/ready", self.http)).send().await
+                && r.status().as_u16() == 200
+            {
+                return Ok(self.started.elapsed());
+            }
+            if Instant::now() > deadline {
+                bail!("service not ready within 20 s; log:\n{}", self.log_tail());
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// A counter from `/metrics`: the sum of every series of `name` whose labels contain `label`.
+    async fn metric(&self, http: &reqwest::Client, name: &str, label: &str) -> Result<f64> {
+        let text = http
+            .get(format!("{}/metrics", self.http))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let mut sum = 0.0;
+        for line in text.lines() {
+            let series =
+                line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "));
+            if series
+                && line.contains(label)
+                && let Some(v) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok())
+            {
+                sum += v;
+            }
+        }
+        Ok(sum)
+    }
+
+    /// (VmRSS, VmHWM) in KiB.
+    fn memory(&self) -> (u64, u64) {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events
+
+fn remediation_yaml(flag: &str) -> String {
+    format!(
+        r#"apiVersion: spec.keptn.sh/0.1.4
+kind: Remediation
+metadata:
+  name: loadgen
+spec:
+  remediations:
+    - problemType: default
+      actionsOnOpen:
+        - name: toggle
+          action: toggle-feature
+          value:
+            {flag}: "on"
+"#
+    )
+}
+
+fn resource_dir(flag: &str) -> Result<tempfile::TempDir> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("remediation.yaml"), remediation_yaml(flag))?;
+    Ok(dir)
+}
+
+fn problem_open(problem_id: &str, context: &str) -> Value {
+    json!({
+        "specversion": "1.0",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "source": "loadgen",
+        "type": "sh.keptn.event.problem.open",
+        "shkeptncontext": context,
+        "datacontenttype": "application/json",
+        "data": {
+            "State": "OPEN",
+            "ProblemID": problem_id,
+            "PID": format!("pid-{problem_id}"),
+            "ProblemTitle": TITLE,
+            "project": "website",
+            "stage": STAGE,
+            "service": "front-end"
+        }
+    })
+}
+
+fn get_action_triggered(context: &str) -> Value {
+    json!({
+        "specversion": "1.0",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "source": "loadgen",
+        "type": "sh.keptn.event.get-action.triggered",
+        "shkeptncontext": context,
+        "datacontenttype": "application/json",
+        "data": {
+            "project": "website",
+            "stage": STAGE,
+            "service": "front-end",
+            "problem": {"problemTitle": TITLE, "ProblemID": context},
+            "get-action": {"actionIndex": 0}
+        }
+    })
+}
+
+/// Publishes `event` and waits (up to `within`) for an event of `reply_type` in the same
+/// `shkeptncontext` on `sub`; the time from publish to arrival.
+async fn round_trip(
+    nats: &async_nats::Client,
+    sub: &mut async_nats::Subscriber,
+    event: &Value,
+    reply_type: &str,
+    within: Duration,
+) -> Result<(Duration, Value)> {
+    let context = event["shkeptncontext"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let subject = event["type"].as_str().unwrap_or_default().to_owned();
+    let payload = Bytes::from(serde_json::to_vec(event)?);
+    let t0 = Instant::now();
+    nats.publish(subject, payload).await?;
+    nats.flush().await?;
+    let deadline = t0 + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let msg = tokio::time::timeout(left, sub.next())
+            .await
+            .with_context(|| format!("no {reply_type} for {context} within {within:?}"))?
+            .context("subscription closed")?;
+        let elapsed = t0.elapsed();
+        let v: Value = serde_json::from_slice(&msg.payload).unwrap_or(Value::Null);
+        if v["type"] == reply_type && v["shkeptncontext"] == context.as_str() {
+            return Ok((elapsed, v));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Instant Unleash stand-in
+
+/// A minimal HTTP/1.1 server with keep-alive: 200 to every request; the feature GET answers
+/// `{"environments":[{"name":"production","enabled":true}]}`. Counts requests.
+async fn instant_responder() -> Result<(String, Arc<AtomicU64>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let count = Arc::new(AtomicU64::new(0));
+    let counter = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let _ = sock.set_nodelay(true);
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf: Vec<u8> = Vec::with_capacity(4096);
+                let mut chunk = [0u8; 4096];
+                loop {
+                    // One request: headers up to CRLFCRLF, then Content-Length bytes of body.
+                    let head_end = loop {
+                        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break p + 4;
+                        }
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    let body_len = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    while buf.len() < head_end + body_len {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..head_end + body_len);
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    let body: &[u8] = if head.starts_with("GET ") {
+                        br#"{"name":"flag","environments":[{"name":"production","enabled":true}]}"#
+                    } else {
+                        b"{}"
+                    };
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    let mut out = response.into_bytes();
+                    out.extend_from_slice(body);
+                    if sock.write_all(&out).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok((format!("http://{addr}/api"), count))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Floors
+
+/// NATS request/reply round trips between two separate connections (n, after a warm-up).
+async fn nats_floor(url: &str, n: usize) -> Result<Vec<Duration>> {
+    let responder = async_nats::connect(url).await?;
+    let requester = async_nats::connect(url).await?;
+    let mut sub = responder.subscribe("loadgen.floor").await?;
+    responder.flush().await?;
+    let r = responder.clone();
+    let task = tokio::spawn(async move {
+        while let Some(msg) = sub.next().await {
+            if let Some(reply) = msg.reply {
+                let _ = r.publish(reply, msg.payload).await;
+            }
+        }
+    });
+    // A payload the size of a problem.open.
+    let payload = Bytes::from(serde_json::to_vec(&problem_open("floor", "ctx"))?);
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n + WARM_UP {
+        let t0 = Instant::now();
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            requester.request("loadgen.floor", payload.clone()),
+        )
+        .await
+        .context("NATS floor request timed out")??;
+        if i >= WARM_UP {
+            out.push(t0.elapsed());
+        }
+    }
+    task.abort();
+    Ok(out)
+}
+
+/// The Unleash requests of one toggle as the service sends them (POST …/on, then GET the
+/// feature), with a plain reqwest client. Returns durations and the status codes seen.
+async fn unleash_floor(
+    base: &str,
+    token: &str,
+    flag: &str,
+    n: usize,
+) -> Result<(Vec<Duration>, Vec<(u16, u16)>)> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let post = format!("{base}/admin/projects/default/features/{flag}/environments/{STAGE}/on");
+    let get = format!("{base}/admin/projects/default/features/{flag}");
+    let mut out = Vec::with_capacity(n);
+    let mut statuses = Vec::new();
+    for i in 0..n + WARM_UP {
+        let t0 = Instant::now();
+        let a = http
+            .post(&post)
+            .header("Authorization", token)
+            .json(&json!({}))
+            .send()
+            .await?;
+        let sa = a.status().as_u16();
+        let _ = a.bytes().await?;
+        let b = http.get(&get).header("Authorization", token).send().await?;
+        let sb = b.status().as_u16();
+        let _ = b.bytes().await?;
+        if i >= WARM_UP {
+            out.push(t0.elapsed());
+        }
+        if i < 3 || !statuses.contains(&(sa, sb)) {
+            statuses.push((sa, sb));
+        }
+    }
+    Ok((out, statuses))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios
+
+/// problem.open → remediation.finished, one at a time, distinct ProblemIDs.
+async fn sequential_remediations(
+    svc_nats: &str,
+    n: usize,
+    label: &str,
+) -> Result<(Vec<Duration>, usize)> {
+    let nats = async_nats::connect(svc_nats).await?;
+    let mut sub = nats
+        .subscribe("sh.keptn.event.remediation.finished")
+        .await?;
+    nats.flush().await?;
+    let mut out = Vec::with_capacity(n);
+    let mut not_pass = 0;
+    for i in 0..n + WARM_UP {
+        let context = uuid::Uuid::new_v4().to_string();
+        let event = problem_open(&format!("{label}-{i}-{}", &context[..8]), &context);
+        let (d, finished) = round_trip(
+            &nats,
+            &mut sub,
+            &event,
+            "sh.keptn.event.remediation.finished",
+            Duration::from_secs(30),
+        )
+        .await?;
+        if finished["data"]["result"] != "pass" {
+            not_pass += 1;
+            if not_pass == 1 {
+                eprintln!(
+                    "  first non-pass remediation.finished: {}",
+                    finished["data"]
+                );
+            }
+        }
+        if i >= WARM_UP {
+            out.push(d);
+        }
+    }
+    Ok((out, not_pass))
+}
+
+async fn scenario_e2e(report: &mut Report, n: usize, mode: &str) -> Result<()> {
+    eprintln!("e2e: starting Unleash 7.5.1 (and PostgreSQL) through the test kit…");
+    let t = Instant::now();
+    let unleash = UnleashServer::start(UnleashVersion::V7)?;
+    eprintln!(
+        "  Unleash up in {:.1?} at {}",
+        t.elapsed(),
+        unleash.base_url()
+    );
+    let nats_server = NatsServer::start()?;
+    let flag = format!(
+        "LoadFlag-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let client = UnleashClient::new(unleash.admin_config())?;
+    client.create_flag(&flag).await?;
+    let dir = resource_dir(&flag)?;
+    let http = reqwest::Client::new();
+    let mut svc = Service::spawn(&ServiceOpts {
+        nats_url: &nats_server.url(),
+        unleash_url: &unleash.base_url(),
+        unleash_token: unleash.admin_token(),
+        unleash_api: "auto",
+        mode,
+        roles: "remediator,get-action,action",
+        resource_dir: dir.path(),
+    })?;
+    svc.wait_ready(&http).await?;
+
+    let sc = format!("1. end-to-end, real Unleash 7.5.1 ({mode})");
+    let (e2e, not_pass) = sequential_remediations(&nats_server.url(), n, "e2e").await?;
+    let nats = nats_floor(&nats_server.url(), n).await?;
+    let (toggle, statuses) =
+        unleash_floor(&unleash.base_url(), unleash.admin_token(), &flag, n).await?;
+    let floor: Vec<Duration> = nats.iter().zip(&toggle).map(|(a, b)| *a + *b).collect();
+    report.latencies(
+        &sc,
+        "problem.open → remediation.finished",
+        &e2e,
+        &format!("{not_pass} not pass; flag {flag} on in `{STAGE}`"),
+    );
+    report.latencies(&sc, "floor: NATS request/reply", &nats, "2 connections");
+    report.latencies(
+        &sc,
+        "floor: Unleash POST on + GET (reqwest)",
+        &toggle,
+        &format!("status (POST, GET) seen: {statuses:?}"),
+    );
+    report.latencies(&sc, "floor: NATS + Unleash (per-sample sum)", &floor, "");
+    let ratio = Stats::of(&e2e).p50.as_secs_f64() / Stats::of(&floor).p50.as_secs_f64();
+    report.add(
+        &sc,
+        "ratio e2e p50 / floor p50",
+        format!("{ratio:.2}×"),
+        format!(
+            "target ≤ 1.3× — {}",
+            if ratio <= 1.3 { "met" } else { "NOT met" }
+        ),
+    );
+    drop(svc);
+    drop(unleash);
+    Ok(())
+}
+
+async fn scenario_overhead(report: &mut Report, n: usize, mode: &str) -> Result<()> {
+    let nats_server = NatsServer::start()?;
+    let (responder, requests) = instant_responder().await?;
+    let dir = resource_dir("LoadFlag")?;
+    let http = reqwest::Client::new();
+    let mut svc = Service::spawn(&ServiceOpts {
+        nats_url: &nats_server.url(),
+        unleash_url: &responder,
+        unleash_token: "instant",
+        unleash_api: "v4",
+        mode,
+        roles: "remediator,get-action,action",
+        resource_dir: dir.path(),
+    })?;
+    svc.wait_ready(&http).await?;
+    let sc = format!("2. service overhead, instant responder ({mode})");
+    let (e2e, not_pass) = sequential_remediations(&nats_server.url(), n, "ovh").await?;
+    let nats = nats_floor(&nats_server.url(), n).await?;
+    report.latencies(
+        &sc,
+        "problem.open → remediation.finished",
+        &e2e,
+        format!(
+            "{not_pass} not pass; {} HTTP requests answered",
+            requests.load(Ordering::Relaxed)
+        )
+        .as_str(),
+    );
+    report.latencies(&sc, "floor: NATS request/reply", &nats, "");
+    let p99 = Stats::of(&e2e).p99;
+    report.add(
+        &sc,
+        "target: overhead p99 < 1 ms",
+        ms(p99),
+        if p99 < Duration::from_millis(1) {
+            "met"
+        } else {
+            "NOT met (end-to-end p99 incl. ≥ 3 sequential NATS hops)"
+        },
+    );
+    Ok(())
+}
+
+async fn scenario_storm(
+    report: &mut Report,
+    mode: &str,
+    total: usize,
+    problems: usize,
+) -> Result<()> {
+    let nats_server = NatsServer::start()?;
+    let (responder, _requests) = instant_responder().await?;
+    let dir = resource_dir("LoadFlag")?;
+    let http = reqwest::Client::new();
+    let mut svc = Service::spawn(&ServiceOpts {
+        nats_url: &nats_server.url(),
+        unleash_url: &responder,
+        unleash_token: "instant",
+        unleash_api: "v4",
+        mode,
+        roles: "remediator,get-action,action",
+        resource_dir: dir.path(),
+    })?;
+    svc.wait_ready(&http).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (idle_rss, _) = svc.memory();
+
+    // Count remediation.triggered / .finished on NATS.
+    let watcher = async_nats::connect(&nats_server.url()).await?;
+    let triggered = Arc::new(AtomicU64::new(0));
+    let finished = Arc::new(AtomicU64::new(0));
+    let mut sub = watcher.subscribe("sh.keptn.event.remediation.>").await?;
+    watcher.flush().await?;
+    {
+        let (t, f) = (triggered.clone(), finished.clone());
+        tokio::spawn(async move {
+            while let Some(m) = sub.next().await {
+                match m.subject.as_str() {
+                    "sh.keptn.event.remediation.triggered" => t.fetch_add(1, Ordering::Relaxed),
+                    "sh.keptn.event.remediation.finished" => f.fetch_add(1, Ordering::Relaxed),
+                    _ => 0,
+                };
+            }
+        });
+    }
+
+    // Payloads built before the clock starts: event i is problem i % problems.
+    let contexts: Vec<String> = (0..problems)
+        .map(|_| uuid::Uuid::new_v4().to_string())
+        .collect();
+    let payloads: Vec<Bytes> = (0..total)
+        .map(|i| {
+            let c = &contexts[i % problems];
+            Bytes::from(
+                serde_json::to_vec(&problem_open(&format!("storm-{}", i % problems), c)).unwrap(),
+            )
+        })
+        .collect();
+    let publisher = async_nats::connect(&nats_server.url()).await?;
+    let subject = "sh.keptn.event.problem.open";
+    let before = svc
+        .metric(&http, "events_received_total", "problem.open")
+        .await?;
+    let t0 = Instant::now();
+    for p in payloads {
+        publisher.publish(subject, p).await?;
+    }
+    publisher.flush().await?;
+    let published = t0.elapsed();
+
+    // Poll the service's counter until it has consumed every event (bounded: 120 s).
+    let deadline = t0 + Duration::from_secs(120);
+    let mut received = 0.0;
+    let mut consumed_at = None;
+    // When events were lost (core NATS is at-most-once), the counter stops short of `total`:
+    // stop after 5 s without change and report what arrived and when the last one did.
+    let mut last_change = t0.elapsed();
+    while Instant::now() < deadline {
+        let now = svc
+            .metric(&http, "events_received_total", "problem.open")
+            .await?
+            - before;
+        if now != received {
+            received = now;
+            last_change = t0.elapsed();
+        }
+        if received >= total as f64 {
+            consumed_at = Some(t0.elapsed());
+            break;
+        }
+        if t0.elapsed() > last_change + Duration::from_secs(5) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Let remediations finish (bounded: 30 s), then settle and count.
+    let settle = Instant::now() + Duration::from_secs(30);
+    while finished.load(Ordering::Relaxed) < problems as u64 && Instant::now() < settle {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, peak) = svc.memory();
+    let duplicates = svc
+        .metric(&http, "duplicates_total", "")
+        .await
+        .unwrap_or(0.0);
+    let sc =
+        format!("3. storm {total} problem.open / {problems} problems ({mode}, instant responder)");
+    report.add(
+        &sc,
+        "publish time (core publish + flush)",
+        ms(published),
+        format!("{:.0} msg/s", total as f64 / published.as_secs_f64()),
+    );
+    match consumed_at {
+        Some(t) => {
+            let rate = total as f64 / t.as_secs_f64();
+            report.add(
+                &sc,
+                "events/s consumed (first publish → counter = total)",
+                format!("{rate:.0}/s"),
+                format!("in {}", ms(t)),
+            );
+            report.add(
+                &sc,
+                "drain after last publish",
+                ms(t.saturating_sub(published)),
+                "",
+            );
+            if mode == "core" {
+                report.add(
+                    &sc,
+                    "target ≥ 20,000 events/s (core)",
+                    format!("{rate:.0}/s"),
+                    if rate >= 20000.0 { "met" } else { "NOT met" },
+                );
+            }
+        }
+        None => {
+            let rate = received / last_change.as_secs_f64();
+            report.add(
+                &sc,
+                "events consumed (the rest never arrived)",
+                format!("{received:.0} of {total}"),
+                format!(
+                    "last one {} after first publish: {rate:.0}/s over those; NATS dropped {:.0}",
+                    ms(last_change),
+                    total as f64 - received
+                ),
+            );
+            if mode == "core" {
+                report.add(
+                    &sc,
+                    "target ≥ 20,000 events/s (core)",
+                    format!("{rate:.0}/s of those received"),
+                    "NOT met: not every event was consumed",
+                );
+            }
+        }
+    }
+    let t = triggered.load(Ordering::Relaxed);
+    let f = finished.load(Ordering::Relaxed);
+    report.add(
+        &sc,
+        "remediation.triggered / .finished seen",
+        format!("{t} / {f}"),
+        if t == problems as u64 {
+            format!("exactly {problems}: OK")
+        } else {
+            format!("expected exactly {problems}: WRONG")
+        },
+    );
+    report.add(
+        &sc,
+        "duplicates_total (metrics)",
+        format!("{duplicates:.0}"),
+        format!("expected {}", total - problems),
+    );
+    report.add(
+        &sc,
+        "RSS idle before / peak (VmHWM) after",
+        format!("{} / {}", mib(idle_rss), mib(peak)),
+        "",
+    );
+    Ok(())
+}
+
+async fn scenario_get_action(report: &mut Report, n: usize) -> Result<()> {
+    let nats_server = NatsServer::start()?;
+    let dir = resource_dir("LoadFlag")?;
+    let http = reqwest::Client::new();
+    let mut svc = Service::spawn(&ServiceOpts {
+        nats_url: &nats_server.url(),
+        unleash_url: "http://127.0.0.1:9/api",
+        unleash_token: "unused",
+        unleash_api: "v4",
+        mode: "core",
+        roles: "get-action",
+        resource_dir: dir.path(),
+    })?;
+    svc.wait_ready(&http).await?;
+    let nats = async_nats::connect(&nats_server.url()).await?;
+    let sc = "4. get-action (core, no Unleash)";
+
+    // Sequential latency.
+    let mut sub = nats.subscribe("sh.keptn.event.get-action.finished").await?;
+    nats.flush().await?;
+    let seq_n = n.min(2000);
+    let mut seq = Vec::with_capacity(seq_n);
+    for i in 0..seq_n + WARM_UP {
+        let ev = get_action_triggered(&uuid::Uuid::new_v4().to_string());
+        let (d, _) = round_trip(
+            &nats,
+            &mut sub,
+            &ev,
+            "sh.keptn.event.get-action.finished",
+            Duration::from_secs(10),
+        )
+        .await?;
+        if i >= WARM_UP {
+            seq.push(d);
+        }
+    }
+    report.latencies(sc, "one at a time: publish → get-action.finished", &seq, "");
+    drop(sub);
+
+    // Burst: n published as fast as possible, each matched by context.
+    let mut sub = nats.subscribe("sh.keptn.event.get-action.finished").await?;
+    nats.flush().await?;
+    let events: Vec<(String, Bytes)> = (0..n)
+        .map(|_| {
+            let c = uuid::Uuid::new_v4().to_string();
+            let b = Bytes::from(serde_json::to_vec(&get_action_triggered(&c)).unwrap());
+            (c, b)
+        })
+        .collect();
+    let mut sent_at = std::collections::HashMap::with_capacity(n);
+    let collector = tokio::spawn(async move {
+        let mut got: Vec<(String, Instant)> = Vec::with_capacity(n);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while got.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, sub.next()).await {
+                Ok(Some(m)) => {
+                    let v: Value = serde_json::from_slice(&m.payload).unwrap_or(Value::Null);
+                    if let Some(c) = v["shkeptncontext"].as_str() {
+                        got.push((c.to_owned(), Instant::now()));
+                    }
+                }
+                _ => break,
+            }
+        }
+        got
+    });
+    let t0 = Instant::now();
+    for (c, b) in events {
+        sent_at.insert(c, Instant::now());
+        nats.publish("sh.keptn.event.get-action.triggered", b)
+            .await?;
+    }
+    nats.flush().await?;
+    let got = collector.await?;
+    let last = got
+        .last()
+        .map(|(_, t)| t.duration_since(t0))
+        .unwrap_or_default();
+    let lat: Vec<Duration> = got
+        .iter()
+        .filter_map(|(c, t)| sent_at.get(c).map(|s| t.duration_since(*s)))
+        .collect();
+    report.add(
+        sc,
+        &format!("burst of {n}: events/s (first publish → last finished)"),
+        format!("{:.0}/s", got.len() as f64 / last.as_secs_f64()),
+        format!("{} of {n} answered in {}", got.len(), ms(last)),
+    );
+    report.latencies(
+        sc,
+        "burst: publish → get-action.finished",
+        &lat,
+        "includes queueing behind the burst",
+    );
+    Ok(())
+}
+
+async fn scenario_startup(report: &mut Report, starts: usize) -> Result<()> {
+    let nats_server = NatsServer::start()?;
+    let dir = resource_dir("LoadFlag")?;
+    let http = reqwest::Client::new();
+    for mode in ["core", "jetstream"] {
+        let mut ready = Vec::new();
+        let mut rss = Vec::new();
+        for _ in 0..starts {
+            let mut svc = Service::spawn(&ServiceOpts {
+                nats_url: &nats_server.url(),
+                unleash_url: "http://127.0.0.1:9/api",
+                unleash_token: "unused",
+                unleash_api: "v4",
+                mode,
+                roles: "remediator,get-action,action",
+                resource_dir: dir.path(),
+            })?;
+            ready.push(svc.wait_ready(&http).await?);
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            rss.push(svc.memory());
+        }
+        let sc = format!("5. start-up and idle memory ({mode}, {starts} starts)");
+        let s = Stats::of(&ready);
+        report.add(
+            &sc,
+            "spawn → /ready 200 median / max",
+            format!("{} / {}", ms(s.p50), ms(s.max)),
+            if s.p50 < Duration::from_millis(200) {
+                "target < 200 ms: met"
+            } else {
+                "target < 200 ms: NOT met"
+            },
+        );
+        rss.sort();
+        let (r, h) = rss[rss.len() / 2];
+        report.add(
+            &sc,
+            "idle VmRSS / VmHWM (median start, 1 s after ready)",
+            format!("{} / {}", mib(r), mib(h)),
+            if r < 20 * 1024 {
+                "target < 20 MiB: met"
+            } else {
+                "target < 20 MiB: NOT met"
+            },
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let scenario = args.first().cloned().unwrap_or_else(|| "all".into());
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let n: usize = flag("--n")
+        .map(|v| v.parse::<usize>())
+        .transpose()?
+        .unwrap_or(1000);
+    let mode = flag("--mode").unwrap_or_else(|| "core".into());
+    let storm_total: usize = flag("--storm")
+        .map(|v| v.parse())
+        .transpose()?
+        .unwrap_or(100_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let mut report = Report::default();
+    let started = Instant::now();
+    let result = runtime.block_on(async {
+        let all = scenario == "all";
+        let mut ran = false;
+        if all || scenario == "startup" {
+            scenario_startup(&mut report, 10).await?;
+            ran = true;
+        }
+        if all || scenario == "overhead" {
+            scenario_overhead(&mut report, n, &mode).await?;
+            ran = true;
+        }
+        if all || scenario == "get-action" {
+            scenario_get_action(&mut report, n.max(10_000)).await?;
+            ran = true;
+        }
+        if all || scenario == "storm" {
+            for m in ["core", "jetstream"] {
+                if let Err(e) = scenario_storm(&mut report, m, storm_total, 1000).await {
+                    report.add(&format!("3. storm ({m})"), "error", format!("{e:#}"), "");
+                }
+            }
+            ran = true;
+        }
+        if all || scenario == "e2e" {
+            if let Err(e) = scenario_e2e(&mut report, n, &mode).await {
+                report.add("1. end-to-end", "error", format!("{e:#}"), "");
+            }
+            ran = true;
+        }
+        if !ran {
+            bail!("unknown scenario {scenario:?}: use all, e2e, overhead, storm, get-action or startup");
+        }
+        Ok::<(), anyhow::Error>(())
+    });
+    println!();
+    println!(
+        "loadgen `{scenario}` (n={n}, mode={mode}) finished in {:.1?}",
+        started.elapsed()
+    );
+    println!();
+    report.print();
+    result
+}
