@@ -264,6 +264,10 @@ pub struct ServeArgs {
     /// How long a remediated problem is remembered when no CLOSED event arrives.
     #[arg(long, env = "STATE_TTL", default_value = "24h", value_parser = parse_duration)]
     pub state_ttl: Duration,
+    /// Messages a core-NATS subscription buffers while the handlers are busy; beyond this the
+    /// client drops messages (an alert storm arrives much faster than it can be handled).
+    #[arg(long, env = "NATS_SUBSCRIPTION_CAPACITY", default_value_t = 262_144)]
+    pub nats_subscription_capacity: usize,
     /// Events handled at once by this process.
     #[arg(long, env = "CONCURRENCY", default_value_t = 256)]
     pub concurrency: usize,

@@ -97,6 +97,9 @@ pub enum Claim {
 pub struct Claimed {
     ttl: Duration,
     owners: Mutex<HashMap<String, (String, Instant)>>,
+    /// action.triggered ids this process sent → problem key (the mapping never changes, so
+    /// the bucket only needs asking for actions another replica sent).
+    links: Mutex<HashMap<String, String>>,
 }
 
 impl Claimed {
@@ -104,7 +107,22 @@ impl Claimed {
         Claimed {
             ttl,
             owners: Mutex::new(HashMap::new()),
+            links: Mutex::new(HashMap::new()),
         }
+    }
+    fn link(&self, index_key: &str, key: &str) {
+        let mut links = self.links.lock().expect("claimed lock");
+        if links.len() > 100_000 {
+            links.clear();
+        }
+        links.insert(index_key.to_owned(), key.to_owned());
+    }
+    fn linked(&self, index_key: &str) -> Option<String> {
+        self.links
+            .lock()
+            .expect("claimed lock")
+            .get(index_key)
+            .cloned()
     }
     fn owner(&self, key: &str) -> Option<String> {
         let owners = self.owners.lock().expect("claimed lock");
@@ -302,11 +320,13 @@ impl Store {
                     .insert(ik, key.to_owned());
                 Ok(())
             }
-            Store::Kv(s, _) => s
-                .put(ik, Bytes::copy_from_slice(key.as_bytes()))
-                .await
-                .map(|_| ())
-                .context("writing action index"),
+            Store::Kv(s, claimed) => {
+                claimed.link(&ik, key);
+                s.put(ik, Bytes::copy_from_slice(key.as_bytes()))
+                    .await
+                    .map(|_| ())
+                    .context("writing action index")
+            }
         }
     }
 
@@ -315,12 +335,15 @@ impl Store {
         let ik = index_key(action_triggered_id);
         match self {
             Store::Memory(m) => Ok(m.links.lock().expect("state lock").get(&ik).cloned()),
-            Store::Kv(s, _) => Ok(s
-                .get(ik)
-                .await
-                .context("reading action index")?
-                .filter(|v| !v.is_empty())
-                .map(|v| String::from_utf8_lossy(&v).into_owned())),
+            Store::Kv(s, claimed) => match claimed.linked(&ik) {
+                Some(key) => Ok(Some(key)),
+                None => Ok(s
+                    .get(ik)
+                    .await
+                    .context("reading action index")?
+                    .filter(|v| !v.is_empty())
+                    .map(|v| String::from_utf8_lossy(&v).into_owned())),
+            },
         }
     }
 

@@ -283,10 +283,16 @@ impl Remediator {
         record.action_triggered_id = Some(id.clone());
         record.action_label = label(&action);
         record.deadline_ms = now_ms() + self.action_timeout.as_millis() as i64;
-        if self.store.update(key, &record, rev).await?.is_none() {
+        // Both must be stored before the action.triggered goes out; they do not depend on
+        // each other, so they go together.
+        let (updated, linked) = tokio::join!(
+            self.store.update(key, &record, rev),
+            self.store.link_action(&id, key)
+        );
+        if updated?.is_none() {
             return Ok(()); // another replica moved this remediation on
         }
-        self.store.link_action(&id, key).await?;
+        linked?;
         self.publish_action(&record, &action).await?;
         self.arm_timer(key.to_owned(), id, record.deadline_ms);
         Ok(())

@@ -72,7 +72,12 @@ pub async fn serve(
     });
 
     let action = build_action_role(&args, &events)?;
-    let client = nats::connect(&args.nats, &args.event_source).await?;
+    let client = nats::connect(
+        &args.nats,
+        &args.event_source,
+        args.nats_subscription_capacity,
+    )
+    .await?;
     let subscribed = Arc::new(AtomicBool::new(false));
     let slot: Arc<OnceLock<Arc<Pipeline>>> = Arc::new(OnceLock::new());
     let (http_server, http_addr) = http::server(

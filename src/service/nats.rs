@@ -53,12 +53,17 @@ pub async fn connect_options(args: &NatsArgs) -> anyhow::Result<async_nats::Conn
 
 /// Connects for the service. The first connect is retried in the background and reconnects
 /// never stop, so this returns at once; readiness tells when the link is up.
-pub async fn connect(args: &NatsArgs, name: &str) -> anyhow::Result<async_nats::Client> {
+pub async fn connect(
+    args: &NatsArgs,
+    name: &str,
+    subscription_capacity: usize,
+) -> anyhow::Result<async_nats::Client> {
     let url = args.url();
     let shown = redact_url(&url);
     let opts = connect_options(args)
         .await?
         .name(name)
+        .subscription_capacity(subscription_capacity.max(1024))
         .retry_on_initial_connect()
         .event_callback(move |event| {
             let shown = shown.clone();
