@@ -24,7 +24,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     cargo build --release --locked --bin unleash-remediation-service \
  && install -D -m 0755 target/release/unleash-remediation-service /out/unleash-remediation-service
 
-# Runtime stage: the binary needs only libc and libgcc_s (TLS is rustls). ca-certificates is for
+# Runtime stage: the binary needs only glibc and libgcc_s (TLS is rustls). ca-certificates is for
 # https Unleash / Keptn API / NATS TLS endpoints, curl for the health check.
 FROM ${RUNTIME_IMAGE}
 ARG VERSION=0.1.0
