@@ -46,8 +46,62 @@ pub async fn load_plan(
     let Some(loaded) = source.remediation(scope, git_commit).await? else {
         return Ok(Plan::Missing);
     };
-    Ok(match RemediationFile::parse(&loaded.text, &loaded.origin) {
+    Ok(match parsed(&loaded) {
         Ok(file) => Plan::Ready(file),
         Err(e) => Plan::Invalid(e),
     })
+}
+
+/// Parsed remediation files by origin, with the text they were parsed from: the file is read on
+/// every event (so a change applies at once) but parsed again only when its text changed.
+pub(crate) fn parsed(loaded: &super::source::Loaded) -> Result<RemediationFile, FileError> {
+    type Cache = std::collections::HashMap<String, (String, RemediationFile)>;
+    static CACHE: std::sync::Mutex<Option<Cache>> = std::sync::Mutex::new(None);
+    {
+        let cache = CACHE.lock().expect("parse cache lock");
+        if let Some((text, file)) = cache.as_ref().and_then(|c| c.get(&loaded.origin))
+            && *text == loaded.text
+        {
+            return Ok(file.clone());
+        }
+    }
+    let file = RemediationFile::parse(&loaded.text, &loaded.origin)?;
+    let mut cache = CACHE.lock().expect("parse cache lock");
+    let cache = cache.get_or_insert_with(Cache::new);
+    if cache.len() >= 256 {
+        cache.clear();
+    }
+    cache.insert(loaded.origin.clone(), (loaded.text.clone(), file.clone()));
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::DirSource;
+
+    fn file(action: &str) -> String {
+        format!(
+            "apiVersion: spec.keptn.sh/0.1.4\nkind: Remediation\nspec:\n  remediations:\n    - problemType: default\n      actionsOnOpen:\n        - action: {action}\n"
+        )
+    }
+
+    #[tokio::test]
+    async fn a_changed_file_is_used_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = ResourceSource::Dir(DirSource::new(dir.path()));
+        let scope = Scope {
+            project: "p".into(),
+            stage: "s".into(),
+            service: "v".into(),
+        };
+        for action in ["first", "second", "first"] {
+            std::fs::write(dir.path().join("remediation.yaml"), file(action)).unwrap();
+            let Ok(Plan::Ready(parsed)) = load_plan(&source, &scope, None).await else {
+                panic!("expected a plan");
+            };
+            let (remediation, _) = parsed.find(Some("anything"), None).unwrap();
+            assert_eq!(remediation.actions_on_open[0].action, action);
+        }
+    }
 }

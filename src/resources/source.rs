@@ -182,22 +182,34 @@ impl DirSource {
     }
 }
 
+/// The first of `paths` that exists, read. The whole search runs as one blocking task: the files
+/// are small and local, and one hand-off to the blocking pool costs less than one per stat and
+/// read.
 async fn first_existing(paths: Vec<PathBuf>) -> Result<Option<Loaded>, SourceError> {
-    for path in paths {
-        if let Some(loaded) = read_file(&path).await? {
-            return Ok(Some(loaded));
+    tokio::task::spawn_blocking(move || {
+        for path in paths {
+            if let Some(loaded) = read_file(&path)? {
+                return Ok(Some(loaded));
+            }
         }
-    }
-    Ok(None)
+        Ok(None)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(SourceError::Io {
+            path: "resource directory".into(),
+            source: std::io::Error::other(e),
+        })
+    })
 }
 
-async fn read_file(path: &Path) -> Result<Option<Loaded>, SourceError> {
+fn read_file(path: &Path) -> Result<Option<Loaded>, SourceError> {
     let origin = path.display().to_string();
     let io = |source| SourceError::Io {
         path: origin.clone(),
         source,
     };
-    let meta = match tokio::fs::metadata(path).await {
+    let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(e)),
@@ -208,7 +220,7 @@ async fn read_file(path: &Path) -> Result<Option<Loaded>, SourceError> {
     if meta.len() > MAX_FILE_BYTES as u64 {
         return Err(SourceError::TooLarge { origin });
     }
-    let bytes = match tokio::fs::read(path).await {
+    let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(e)),

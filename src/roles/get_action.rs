@@ -11,7 +11,7 @@
 use crate::bus::Publish;
 use crate::keptn::outgoing::{Link, Outcome};
 use crate::keptn::{EventFactory, GetActionTriggered, Meta, Scope};
-use crate::resources::{RemediationFile, ResourceSource};
+use crate::resources::ResourceSource;
 
 pub struct GetActionRole {
     source: ResourceSource,
@@ -85,7 +85,7 @@ impl GetActionRole {
             Ok(None) => return Err((Outcome::Errored, not_found)),
             Err(e) => return Err((Outcome::Errored, format!("{not_found} {e}"))),
         };
-        let file = RemediationFile::parse(&loaded.text, &loaded.origin).map_err(|e| {
+        let file = crate::resources::plan::parsed(&loaded).map_err(|e| {
             (
                 Outcome::Errored,
                 format!("Could not parse remediation.yaml file: {e}"),
