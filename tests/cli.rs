@@ -150,3 +150,48 @@ fn resolve_without_an_action_fails_with_the_reason() {
         "{err}"
     );
 }
+
+#[test]
+fn help_never_shows_secret_values() {
+    let secrets = [
+        ("UNLEASH_TOKEN", "unleash-s3cret"),
+        ("NATS_TOKEN", "nats-s3cret"),
+        ("NATS_PASSWORD", "password-s3cret"),
+        ("NATS_NKEY", "nkey-s3cret"),
+        ("KEPTN_API_TOKEN", "keptn-s3cret"),
+        ("HTTP_TOKEN", "http-s3cret"),
+    ];
+    for args in [
+        &["serve", "--help"][..],
+        &["send", "--help"][..],
+        &["--help"][..],
+    ] {
+        let mut cmd = cli();
+        cmd.args(args);
+        for (k, v) in secrets {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !text.contains("s3cret"),
+            "{args:?} printed a secret:\n{text}"
+        );
+    }
+    let out = cli().args(["serve", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for (k, _) in secrets {
+        assert!(text.contains(k), "--help should name {k}");
+    }
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let out = cli().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("unleash-remediation-service {}", env!("CARGO_PKG_VERSION"))
+    );
+}

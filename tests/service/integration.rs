@@ -128,13 +128,7 @@ async fn connects_with_token_and_with_user_password() {
         ),
     ] {
         let port = unleash_remediation_service::testkit::free_port();
-        let mut server = std::process::Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-            .args(&server_args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("nats-server (apt-get install -y nats-server)");
+        let _server = PlainNats::start(port, &server_args);
         let url = format!("nats://127.0.0.1:{port}");
         let mut env = env.clone();
         env.push(("NATS_URL", url));
@@ -146,9 +140,6 @@ async fn connects_with_token_and_with_user_password() {
             !log.contains("s3cret"),
             "a secret leaked into the log:\n{log}"
         );
-        drop(svc);
-        let _ = server.kill();
-        let _ = server.wait();
     }
 }
 
@@ -266,16 +257,17 @@ async fn connects_over_tls_with_a_custom_ca() {
     );
 
     let port = unleash_remediation_service::testkit::free_port();
-    let mut server = std::process::Command::new("nats-server")
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "--tls"])
-        .arg("--tlscert")
-        .arg(d.join("server.pem"))
-        .arg("--tlskey")
-        .arg(d.join("server.key"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("nats-server (apt-get install -y nats-server)");
+    let (cert, key) = (d.join("server.pem"), d.join("server.key"));
+    let _server = PlainNats::start(
+        port,
+        &[
+            "--tls",
+            "--tlscert",
+            cert.to_str().unwrap(),
+            "--tlskey",
+            key.to_str().unwrap(),
+        ],
+    );
     let mut svc = Service::spawn(&[
         ("NATS_URL", format!("tls://127.0.0.1:{port}")),
         ("NATS_TLS_CA", d.join("ca.pem").display().to_string()),
@@ -283,7 +275,50 @@ async fn connects_over_tls_with_a_custom_ca() {
     ]);
     svc.wait_ready().await;
     assert!(svc.log().contains("NATS connected"), "{}", svc.log());
-    drop(svc);
-    let _ = server.kill();
-    let _ = server.wait();
+}
+
+#[tokio::test]
+async fn first_connect_is_retried_until_nats_comes_up() {
+    let port = unleash_remediation_service::testkit::free_port();
+    let mut svc = Service::spawn(&[
+        ("NATS_URL", format!("nats://127.0.0.1:{port}")),
+        ("ROLES", "get-action".to_owned()),
+    ]);
+    // No NATS yet: alive, not ready.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while svc.get("/health").await.0 != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/health never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, body) = svc.get("/ready").await;
+    assert_eq!(status, 503, "{body}");
+    let _server = PlainNats::start(port, &[]);
+    svc.wait_ready().await;
+}
+
+/// A nats-server with options the test kit does not offer (auth, TLS), killed on drop.
+struct PlainNats(std::process::Child);
+
+impl PlainNats {
+    fn start(port: u16, args: &[&str]) -> PlainNats {
+        let child = std::process::Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server (apt-get install -y nats-server)");
+        PlainNats(child)
+    }
+}
+
+impl Drop for PlainNats {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
