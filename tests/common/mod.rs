@@ -282,3 +282,19 @@ impl Fixture {
         svc
     }
 }
+
+/// The same event again, as a new notification (a new id).
+pub fn renotified(event: &Value) -> Value {
+    let mut again = event.clone();
+    again["id"] = serde_json::json!(uuid::Uuid::new_v4().to_string());
+    again
+}
+
+/// The `sh.keptn.events.problem` that closes the problem `open` reported, with `state`
+/// (CLOSED or RESOLVED).
+pub fn closing(open: &Value, state: &str) -> Value {
+    let mut closed = renotified(open);
+    closed["type"] = serde_json::json!("sh.keptn.events.problem");
+    closed["data"]["State"] = serde_json::json!(state);
+    closed
+}

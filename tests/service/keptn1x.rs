@@ -1,6 +1,6 @@
 //! Keptn 0.8.3 – 1.x: the get-action role and the action role on real Keptn events.
 
-use crate::common::{Bus, Service, vector};
+use crate::common::{Bus, Service, renotified, vector};
 use crate::unleash_flows::{create_flag, unleash, unleash_env};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -145,8 +145,7 @@ async fn unleash_service_action_vector_is_toggled() {
     .unwrap();
 
     // An action for another provider gets no reply at all.
-    let mut scale = ev.clone();
-    scale["id"] = json!(uuid::Uuid::new_v4().to_string());
+    let mut scale = renotified(&ev);
     scale["data"]["action"] = json!({"name": "scale up", "action": "scale", "value": 1});
     bus.publish(&scale).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;

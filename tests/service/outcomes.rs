@@ -1,7 +1,7 @@
 //! Each row of the remediator's outcome table (SPEC section 4), with a foreign action answered
 //! by the test itself acting as another provider on the bus.
 
-use crate::common::{Bus, Fixture, Service, problem_open, resource_dir};
+use crate::common::{Bus, Fixture, Service, problem_open, renotified, resource_dir};
 use serde_json::{Value, json};
 use std::time::Duration;
 use unleash_remediation_service::testkit::nats::NatsServer;
@@ -263,8 +263,7 @@ async fn sequence_triggers_start_remediations_only_when_accepted() {
         svc.wait_ready().await;
         let bus = Bus::connect(&nats.url()).await;
         spawn_responder(&bus);
-        let mut ev = trigger.clone();
-        ev["id"] = json!(uuid::Uuid::new_v4().to_string());
+        let mut ev = renotified(&trigger);
         ev["shkeptncontext"] = json!(uuid::Uuid::new_v4().to_string());
         bus.publish(&ev).await;
         if accept {

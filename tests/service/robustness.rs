@@ -1,8 +1,8 @@
 //! Bad input, duplicates, replicas, restarts and shutdown.
 
-use crate::common::{Bus, Fixture, Service, problem_open, resource_dir};
+use crate::common::{Bus, Fixture, Service, closing, problem_open, renotified, resource_dir};
 use crate::outcomes::{FOREIGN, spawn_responder};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::time::Duration;
 use unleash_remediation_service::testkit::nats::NatsServer;
 
@@ -81,8 +81,7 @@ async fn hundred_identical_opens(services: &mut [&mut Service], bus: &Bus) {
     let problem = problem_open("Pass me", "storm-1");
     let ctx = problem["shkeptncontext"].clone();
     for _ in 0..100 {
-        let mut p = problem.clone();
-        p["id"] = json!(uuid::Uuid::new_v4().to_string());
+        let p = renotified(&problem);
         bus.publish(&p).await;
     }
     bus.wait_for(
@@ -157,20 +156,15 @@ async fn closed_then_open_remediates_again() {
     )
     .await;
     // A second OPEN while not closed is a duplicate.
-    let mut again = open.clone();
-    again["id"] = json!(uuid::Uuid::new_v4().to_string());
+    let again = renotified(&open);
     bus.publish(&again).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(bus.of_type("sh.keptn.event.remediation.triggered").len(), 1);
 
-    let mut closed = open.clone();
-    closed["id"] = json!(uuid::Uuid::new_v4().to_string());
-    closed["type"] = json!("sh.keptn.events.problem");
-    closed["data"]["State"] = json!("CLOSED");
+    let closed = closing(&open, "CLOSED");
     bus.publish(&closed).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut reopened = open.clone();
-    reopened["id"] = json!(uuid::Uuid::new_v4().to_string());
+    let reopened = renotified(&open);
     bus.publish(&reopened).await;
     bus.wait_for(
         "sh.keptn.event.remediation.finished",
@@ -314,14 +308,10 @@ async fn a_problem_closed_on_one_replica_reopens_on_another() {
         Duration::from_secs(10),
     )
     .await;
-    let mut closed = open.clone();
-    closed["id"] = json!(uuid::Uuid::new_v4().to_string());
-    closed["type"] = json!("sh.keptn.events.problem");
-    closed["data"]["State"] = json!("CLOSED");
+    let closed = closing(&open, "CLOSED");
     bus.publish(&closed).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut reopened = open.clone();
-    reopened["id"] = json!(uuid::Uuid::new_v4().to_string());
+    let reopened = renotified(&open);
     bus.publish(&reopened).await;
     bus.wait_for(
         "sh.keptn.event.remediation.finished",

@@ -1,7 +1,7 @@
 //! Flows that switch flags in a real Unleash 7.5.1.
 
-use crate::common::{Bus, Service, problem_open, resource_dir, vector};
-use serde_json::{Value, json};
+use crate::common::{Bus, Service, closing, problem_open, renotified, resource_dir, vector};
+use serde_json::Value;
 use std::time::Duration;
 use unleash_remediation_service::testkit::nats::NatsServer;
 use unleash_remediation_service::testkit::unleash::{UnleashServer, UnleashVersion};
@@ -159,10 +159,7 @@ async fn escalation_moves_to_the_next_action_when_a_flag_is_missing() {
         .unwrap();
 
     // Closing the problem runs actionsOnClose: the flag goes back off.
-    let mut closed = open.clone();
-    closed["id"] = json!(uuid::Uuid::new_v4().to_string());
-    closed["type"] = json!("sh.keptn.events.problem");
-    closed["data"]["State"] = json!("RESOLVED");
+    let closed = closing(&open, "RESOLVED");
     bus.publish(&closed).await;
     u.wait_client_flag(&real, "production", false, Duration::from_secs(10))
         .await
@@ -185,8 +182,7 @@ async fn hundred_identical_opens_toggle_once() {
     let bus = Bus::connect(&nats.url()).await;
     let open = problem_open("Failure rate increase", &suffix);
     for _ in 0..100 {
-        let mut p = open.clone();
-        p["id"] = json!(uuid::Uuid::new_v4().to_string());
+        let p = renotified(&open);
         bus.publish(&p).await;
     }
     bus.wait_for(
