@@ -1,5 +1,5 @@
-//! JetStream durability: a process killed in the middle of a remediation loses nothing, and the
-//! problem is remediated exactly once after a restart.
+//! JetStream durability: a process killed or stopped in the middle of a remediation loses
+//! nothing, and the problem is remediated exactly once after a restart.
 
 use crate::common::{Bus, Service, problem_open, resource_dir};
 use serde_json::json;
@@ -22,13 +22,12 @@ spec:
             EnableStaticContent: "on"
 "#;
 
-#[tokio::test]
-async fn sigkill_mid_remediation_then_restart_remediates_exactly_once() {
-    // A slow Unleash: the toggle takes 3 s, long enough to kill the service in the middle.
+/// An Unleash whose toggle takes `delay`, long enough to stop the service in the middle.
+async fn slow_unleash(delay: Duration) -> MockServer {
     let unleash = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path_regex(r"^/api/admin/projects/default/features/EnableStaticContent/environments/production/on$"))
-        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
+        .respond_with(ResponseTemplate::new(200).set_delay(delay))
         .mount(&unleash)
         .await;
     Mock::given(method("GET"))
@@ -41,10 +40,15 @@ async fn sigkill_mid_remediation_then_restart_remediates_exactly_once() {
         })))
         .mount(&unleash)
         .await;
+    unleash
+}
 
-    let nats = NatsServer::start().unwrap();
-    let dir = resource_dir(Some(TOGGLE), None);
-    let env = [
+fn jetstream_env(
+    nats: &NatsServer,
+    dir: &tempfile::TempDir,
+    unleash: &MockServer,
+) -> Vec<(&'static str, String)> {
+    vec![
         ("NATS_URL", nats.url()),
         ("NATS_MODE", "jetstream".to_owned()),
         ("ACK_WAIT", "2s".to_owned()),
@@ -53,7 +57,15 @@ async fn sigkill_mid_remediation_then_restart_remediates_exactly_once() {
         ("UNLEASH_TOKEN", "test-admin-token".to_owned()),
         ("UNLEASH_API", "v4".to_owned()),
         ("UNLEASH_TIMEOUT", "10s".to_owned()),
-    ];
+    ]
+}
+
+#[tokio::test]
+async fn sigkill_mid_remediation_then_restart_remediates_exactly_once() {
+    let unleash = slow_unleash(Duration::from_secs(3)).await;
+    let nats = NatsServer::start().unwrap();
+    let dir = resource_dir(Some(TOGGLE), None);
+    let env = jetstream_env(&nats, &dir, &unleash);
     let mut first = Service::spawn(&env);
     first.wait_ready().await;
     let bus = Bus::connect(&nats.url()).await;
@@ -87,4 +99,44 @@ async fn sigkill_mid_remediation_then_restart_remediates_exactly_once() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(bus.of_type("sh.keptn.event.remediation.triggered").len(), 1);
     assert_eq!(bus.of_type("sh.keptn.event.remediation.finished").len(), 1);
+}
+
+#[tokio::test]
+async fn sigterm_finishes_the_action_in_flight_and_a_restart_completes_the_remediation() {
+    let unleash = slow_unleash(Duration::from_secs(2)).await;
+    let nats = NatsServer::start().unwrap();
+    let dir = resource_dir(Some(TOGGLE), None);
+    let env = jetstream_env(&nats, &dir, &unleash);
+    let mut first = Service::spawn(&env);
+    first.wait_ready().await;
+    let bus = Bus::connect(&nats.url()).await;
+    bus.publish(&problem_open("Failure rate increase", "graceful-1"))
+        .await;
+    bus.wait_for("sh.keptn.event.action.started", 1, Duration::from_secs(10))
+        .await;
+    // Stopped while the toggle is under way: the toggle finishes and is reported before exit.
+    let status = first.terminate();
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        first.log()
+    );
+    let finished = bus
+        .wait_for("sh.keptn.event.action.finished", 1, Duration::from_secs(2))
+        .await;
+    assert_eq!(finished[0]["data"]["result"], "pass");
+
+    // The action.finished waits in the stream for the remediator; the next start picks it up.
+    let mut second = Service::spawn(&env);
+    second.wait_ready().await;
+    let done = bus
+        .wait_for(
+            "sh.keptn.event.remediation.finished",
+            1,
+            Duration::from_secs(15),
+        )
+        .await;
+    assert_eq!(done[0]["data"]["result"], "pass", "{}", second.log());
+    assert_eq!(bus.of_type("sh.keptn.event.remediation.triggered").len(), 1);
+    assert_eq!(bus.of_type("sh.keptn.event.action.started").len(), 1);
 }
