@@ -140,3 +140,45 @@ async fn sigterm_finishes_the_action_in_flight_and_a_restart_completes_the_remed
     assert_eq!(bus.of_type("sh.keptn.event.remediation.triggered").len(), 1);
     assert_eq!(bus.of_type("sh.keptn.event.action.started").len(), 1);
 }
+
+#[tokio::test]
+async fn action_timeout_survives_a_restart() {
+    let fx = crate::common::Fixture::new(Some(crate::outcomes::FOREIGN), None).await;
+    let env = fx.env(&[
+        ("NATS_MODE", "jetstream"),
+        ("ACTION_TIMEOUT", "3s"),
+        ("ROLES", "remediator"),
+    ]);
+    let mut first = Service::spawn(&env);
+    first.wait_ready().await;
+    fx.bus
+        .publish(&problem_open("Nobody answers", "timeout-after-restart"))
+        .await;
+    fx.bus
+        .wait_for(
+            "sh.keptn.event.action.triggered",
+            1,
+            Duration::from_secs(10),
+        )
+        .await;
+    // The process that armed the timer dies; the deadline lives in the state bucket.
+    first.kill9();
+    let mut second = Service::spawn(&env);
+    second.wait_ready().await;
+    let finished = fx
+        .bus
+        .wait_for(
+            "sh.keptn.event.remediation.finished",
+            1,
+            Duration::from_secs(15),
+        )
+        .await;
+    assert_eq!(finished[0]["data"]["status"], "errored", "{}", finished[0]);
+    let message = finished[0]["data"]["message"].as_str().unwrap();
+    assert!(message.contains("did not finish within"), "{message}");
+    assert!(
+        second.log().contains("re-armed timeouts"),
+        "{}",
+        second.log()
+    );
+}
