@@ -322,3 +322,40 @@ impl Drop for PlainNats {
         let _ = self.0.wait();
     }
 }
+
+#[tokio::test]
+async fn connects_with_an_nkey() {
+    let user = nkeys::KeyPair::new_user();
+    let seed = user.seed().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("nats.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "authorization {{ users = [ {{ nkey: {} }} ] }}\n",
+            user.public_key()
+        ),
+    )
+    .unwrap();
+    let port = unleash_remediation_service::testkit::free_port();
+    let _server = PlainNats::start(port, &["-c", conf.to_str().unwrap()]);
+    let mut svc = Service::spawn(&[
+        ("NATS_URL", format!("nats://127.0.0.1:{port}")),
+        ("NATS_NKEY", seed.clone()),
+        ("ROLES", "get-action".to_owned()),
+    ]);
+    svc.wait_ready().await;
+    assert!(
+        !svc.log().contains(&seed),
+        "the nkey seed leaked into the log"
+    );
+
+    // Without the key the server refuses the service: it stays unready.
+    let mut refused = Service::spawn(&[
+        ("NATS_URL", format!("nats://127.0.0.1:{port}")),
+        ("ROLES", "get-action".to_owned()),
+    ]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(refused.get("/ready").await.0, 503);
+    refused.kill9();
+}
