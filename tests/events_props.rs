@@ -421,16 +421,22 @@ fn arb_event_like() -> impl Strategy<Value = Value> {
         })
 }
 
+/// A Keptn 0.8.3+ sequence trigger (read with ACCEPT_REMEDIATION_SEQUENCES=true), one type per
+/// stage; its schema is that of every stage.
+const SEQUENCE_TRIGGER: &str = "sh.keptn.event.production.remediation.triggered";
+const SEQUENCE_TRIGGER_SCHEMA: &str = "sh.keptn.event.stage.remediation.triggered";
+
+fn envelope(ty: &str, data: Value) -> Value {
+    json!({
+        "specversion": "1.0", "id": "6f14d952-3729-4605-915f-12ff84f0e5f1", "source": "test",
+        "type": ty, "datacontenttype": "application/json", "time": "2022-06-05T08:35:18.907Z",
+        "shkeptncontext": "cdba1c70-e3e7-441d-8115-e6c9c2d6477b", "triggeredid": "t-1",
+        "data": data
+    })
+}
+
 /// A valid event of each consumed type.
 fn templates() -> Vec<Value> {
-    let envelope = |ty: &str, data: Value| {
-        json!({
-            "specversion": "1.0", "id": "6f14d952-3729-4605-915f-12ff84f0e5f1", "source": "test",
-            "type": ty, "datacontenttype": "application/json", "time": "2022-06-05T08:35:18.907Z",
-            "shkeptncontext": "cdba1c70-e3e7-441d-8115-e6c9c2d6477b", "triggeredid": "t-1",
-            "data": data
-        })
-    };
     let problem = json!({"State": "OPEN", "ProblemID": "381", "ProblemTitle": "Failure rate increase",
         "project": "website", "stage": "production", "service": "front-end", "labels": {"a": "b"}});
     vec![
@@ -499,6 +505,18 @@ fn arb_near_valid() -> impl Strategy<Value = Value> {
         })
 }
 
+/// `templates()` and a sequence trigger: a valid event of each type that has a read schema.
+fn read_templates() -> Vec<Value> {
+    let mut all = templates();
+    all.push(envelope(
+        SEQUENCE_TRIGGER,
+        json!({"project": "website", "stage": "production", "service": "front-end",
+            "labels": {"a": "b"},
+            "problem": {"problemTitle": "Failure rate increase", "rootCause": "r", "PID": "1"}}),
+    ));
+    all
+}
+
 /// Data-only changes, with one spelling per member, for comparing the decoder with the read
 /// schemas. Integral floats (`4.0`) become fractional: JSON Schema counts them as integers,
 /// the decoder does not.
@@ -526,7 +544,7 @@ fn arb_near_valid_data() -> impl Strategy<Value = Value> {
         2 => prop::sample::select(keys).prop_map(Mutation::RemoveData),
     ];
     (
-        prop::sample::select(templates()),
+        prop::sample::select(read_templates()),
         prop::collection::vec(mutation, 0..4),
     )
         .prop_map(|(mut v, mutations)| {
@@ -554,8 +572,10 @@ fn read_validators() -> &'static BTreeMap<&'static str, jsonschema::Validator> {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         CONSUMED
             .iter()
-            .map(|ty| {
-                let path = root.join(format!("schemas/events/{ty}.schema.json"));
+            .map(|ty| (*ty, *ty))
+            .chain([(SEQUENCE_TRIGGER, SEQUENCE_TRIGGER_SCHEMA)])
+            .map(|(ty, file)| {
+                let path = root.join(format!("schemas/events/{file}.schema.json"));
                 let mut schema: Value =
                     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
                 schema["$ref"] = json!("#/$defs/accepted");
@@ -563,7 +583,7 @@ fn read_validators() -> &'static BTreeMap<&'static str, jsonschema::Validator> {
                     .should_validate_formats(true)
                     .build(&schema)
                     .unwrap();
-                (*ty, v)
+                (ty, v)
             })
             .collect()
     })

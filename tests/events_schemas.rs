@@ -10,13 +10,22 @@ use unleash_remediation_service::keptn::{
     ActionInfo, EventFactory, Kind, Meta, Scope, decode::to_cloudevent, decode_bytes, decode_event,
 };
 
-const READ: [&str; 5] = [
+/// Schema files of the types read; `SEQUENCE_TRIGGER` stands for every stage's type.
+const READ: [&str; 6] = [
     "sh.keptn.event.problem.open",
     "sh.keptn.events.problem",
     "sh.keptn.event.get-action.triggered",
     "sh.keptn.event.action.triggered",
     "sh.keptn.event.action.finished",
+    SEQUENCE_TRIGGER,
 ];
+
+/// The schema of Keptn 0.8.3+ sequence triggers, `sh.keptn.event.<stage>.remediation.triggered`
+/// (read by the remediator with ACCEPT_REMEDIATION_SEQUENCES=true).
+const SEQUENCE_TRIGGER: &str = "sh.keptn.event.stage.remediation.triggered";
+
+/// The type pattern of `SEQUENCE_TRIGGER`.
+const SEQUENCE_TRIGGER_PATTERN: &str = r"^sh\.keptn\.event\.[^.]+\.remediation\.triggered$";
 
 const WRITTEN: [&str; 9] = [
     "sh.keptn.event.remediation.triggered",
@@ -34,7 +43,27 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The schema file (without `.schema.json`) of an event type: the type itself, or
+/// `SEQUENCE_TRIGGER` for `sh.keptn.event.<stage>.remediation.triggered` of any one stage.
+fn schema_of(ty: &str) -> &str {
+    let sequence_stage = ty
+        .strip_prefix("sh.keptn.event.")
+        .and_then(|rest| rest.strip_suffix(".remediation.triggered"))
+        .filter(|stage| !stage.is_empty() && !stage.contains('.'));
+    if sequence_stage.is_some() {
+        SEQUENCE_TRIGGER
+    } else {
+        ty
+    }
+}
+
+/// Whether the service reads events of this type.
+fn is_read(ty: &str) -> bool {
+    READ.contains(&schema_of(ty))
+}
+
 fn schema_file(ty: &str) -> Value {
+    let ty = schema_of(ty);
     let path = root().join(format!("schemas/events/{ty}.schema.json"));
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
@@ -100,7 +129,7 @@ fn schema_files_are_complete_and_valid_draft_2020_12() {
         .chain(WRITTEN.iter())
         .map(|ty| format!("{ty}.schema.json"))
         .collect();
-    assert_eq!(expected.len(), 12);
+    assert_eq!(expected.len(), 13);
     found.retain(|n| n.ends_with(".json"));
     assert_eq!(found, expected);
 
@@ -130,10 +159,16 @@ fn schema_files_are_complete_and_valid_draft_2020_12() {
         assert_eq!(schema["$ref"], json!(want_root), "{ty}");
         assert_eq!(schema["$defs"].get("accepted").is_some(), read, "{ty}");
         assert_eq!(schema["$defs"].get("emitted").is_some(), written, "{ty}");
-        // Type const in each part.
+        // Type const in each part; the sequence trigger has one type per stage.
         for part in ["accepted", "emitted"] {
             if let Some(def) = schema["$defs"].get(part) {
-                assert_eq!(def["properties"]["type"]["const"], json!(ty), "{ty} {part}");
+                if *ty == SEQUENCE_TRIGGER {
+                    let t = &def["properties"]["type"];
+                    assert_eq!(t["pattern"], json!(SEQUENCE_TRIGGER_PATTERN), "{ty} {part}");
+                    assert_eq!(t.get("const"), None, "{ty} {part}");
+                } else {
+                    assert_eq!(def["properties"]["type"]["const"], json!(ty), "{ty} {part}");
+                }
             }
         }
         assert!(
@@ -367,7 +402,7 @@ fn written_events_of_read_types_are_accepted_and_decode() {
     for (what, event) in all_outputs() {
         let json = serde_json::to_value(&event).unwrap();
         let ty = json["type"].as_str().unwrap().to_owned();
-        if !READ.contains(&ty.as_str()) {
+        if !is_read(&ty) {
             continue;
         }
         assert_valid(&ty, "accepted", &json);
@@ -703,16 +738,20 @@ fn usable(v: &Value) -> bool {
 fn consumed_vectors_validate_against_their_read_schema() {
     let mut accepted = Vec::new();
     let mut rejected = Vec::new();
+    let mut sequence = Vec::new();
     for (name, v) in vector_events() {
         let Some(ty) = v["type"].as_str() else {
             continue;
         };
-        if !READ.contains(&ty) {
+        if !is_read(ty) {
             continue;
         }
         let errs = errors(&validator(ty, "accepted"), &v);
         // The schema and the decoder agree on every real payload.
         assert_eq!(errs.is_empty(), usable(&v), "{name}: {errs:?}");
+        if schema_of(ty) == SEQUENCE_TRIGGER {
+            sequence.push(name.clone());
+        }
         if errs.is_empty() {
             accepted.push(name);
         } else {
@@ -726,7 +765,19 @@ fn consumed_vectors_validate_against_their_read_schema() {
             "keptn-1.x/get-action.triggered-malformed.json",
         ]
     );
-    assert_eq!(accepted.len(), 16, "{accepted:#?}");
+    assert_eq!(accepted.len(), 22, "{accepted:#?}");
+    // The sequence triggers of dynatrace-service >= 0.14, prometheus-service >= 0.7 and Keptn 1.x.
+    assert_eq!(
+        sequence,
+        vec![
+            "dynatrace-service/open_problem/expected_emitted_ce.json",
+            "dynatrace-service/open_problem_with_tags/expected_emitted_ce.json",
+            "keptn-0.8/remediation-triggered-event.json",
+            "keptn-1.x/remediation-trace.json#9",
+            "prometheus-service/trigger_remediation.json",
+            "unleash-service/remediation-triggered.json",
+        ]
+    );
 }
 
 fn ev(ty: &str, data: Value) -> Value {
@@ -764,6 +815,12 @@ fn read_schemas_agree_with_the_decoder() {
     let get_action = json!({"project": "p", "stage": "s", "problem": {"problemTitle": "t"},
         "get-action": {"actionIndex": 1}});
     let tid = |v: Value| set(v, "triggeredid", json!("t-1"));
+    const ST: &str = "sh.keptn.event.production.remediation.triggered";
+    let sequence = json!({"project": "p", "stage": "production", "service": "v",
+        "labels": {"Problem URL": "https://example.com"},
+        "problem": {"problemTitle": "t", "rootCause": "r"}});
+    let seq_with = |k: &str, v: Value| set(sequence.clone(), k, v);
+    let seq_problem = |p: Value| set(sequence.clone(), "problem", p);
 
     let samples: Vec<(&str, Value, bool)> = vec![
         ("problem", ev(P, problem.clone()), true),
@@ -1054,6 +1111,255 @@ fn read_schemas_agree_with_the_decoder() {
             false,
         ),
         ("get-action, data a string", ev(GA, json!("x")), false),
+        ("sequence trigger", ev(ST, sequence.clone()), true),
+        (
+            "sequence trigger, another stage",
+            ev(
+                "sh.keptn.event.hardening-2.remediation.triggered",
+                sequence.clone(),
+            ),
+            true,
+        ),
+        (
+            "sequence trigger, CE 0.2",
+            set(
+                set(
+                    unset(ev(ST, sequence.clone()), "datacontenttype"),
+                    "specversion",
+                    json!("0.2"),
+                ),
+                "contenttype",
+                json!("application/json"),
+            ),
+            true,
+        ),
+        (
+            "sequence trigger, CE 0.3",
+            set(ev(ST, sequence.clone()), "specversion", json!("0.3")),
+            true,
+        ),
+        (
+            "sequence trigger, no specversion",
+            unset(ev(ST, sequence.clone()), "specversion"),
+            true,
+        ),
+        (
+            "sequence trigger, specversion 2.0",
+            set(ev(ST, sequence.clone()), "specversion", json!("2.0")),
+            false,
+        ),
+        (
+            "sequence trigger, no id, object extension",
+            set(
+                unset(ev(ST, sequence.clone()), "id"),
+                "shkeptncontext",
+                json!({"a": 1}),
+            ),
+            true,
+        ),
+        (
+            "sequence trigger, unknown members",
+            set(
+                ev(
+                    ST,
+                    set(
+                        seq_with("Foo", json!([{}])),
+                        "problem",
+                        json!({"problemTitle": "t", "ImpactedEntities": [{"entity": "HOST-1"}]}),
+                    ),
+                ),
+                "Bar",
+                json!({"x": 1}),
+            ),
+            true,
+        ),
+        (
+            "sequence trigger, no stage in data",
+            ev(ST, unset(sequence.clone(), "stage")),
+            true,
+        ),
+        (
+            "sequence trigger, stage null",
+            ev(ST, seq_with("stage", Value::Null)),
+            true,
+        ),
+        (
+            "sequence trigger, stage empty",
+            ev(ST, seq_with("stage", json!(""))),
+            true,
+        ),
+        (
+            "sequence trigger, stage other than the type's",
+            ev(ST, seq_with("stage", json!("hardening"))),
+            true,
+        ),
+        (
+            "sequence trigger, stage a number",
+            ev(ST, seq_with("stage", json!(1))),
+            false,
+        ),
+        (
+            "sequence trigger, service null",
+            ev(ST, seq_with("service", Value::Null)),
+            true,
+        ),
+        (
+            "sequence trigger, service an object",
+            ev(ST, seq_with("service", json!({}))),
+            false,
+        ),
+        (
+            "sequence trigger, no project",
+            ev(ST, unset(sequence.clone(), "project")),
+            false,
+        ),
+        (
+            "sequence trigger, project empty",
+            ev(ST, seq_with("project", json!(""))),
+            false,
+        ),
+        (
+            "sequence trigger, project null",
+            ev(ST, seq_with("project", Value::Null)),
+            false,
+        ),
+        (
+            "sequence trigger, project a number",
+            ev(ST, seq_with("project", json!(42))),
+            false,
+        ),
+        (
+            "sequence trigger, project only in problem.KeptnProject",
+            ev(
+                ST,
+                set(
+                    unset(sequence.clone(), "project"),
+                    "problem",
+                    json!({"ProblemTitle": "t", "KeptnProject": "p",
+                        "Tags": "keptn_project:p, keptn_stage:production"}),
+                ),
+            ),
+            false,
+        ),
+        (
+            "sequence trigger, labels null",
+            ev(ST, seq_with("labels", Value::Null)),
+            true,
+        ),
+        (
+            "sequence trigger, labels with numbers",
+            ev(
+                ST,
+                seq_with("labels", json!({"n": 1, "b": true, "x": null})),
+            ),
+            true,
+        ),
+        (
+            "sequence trigger, labels an array",
+            ev(ST, seq_with("labels", json!(["a"]))),
+            false,
+        ),
+        (
+            "sequence trigger, no problem",
+            ev(ST, unset(sequence.clone(), "problem")),
+            false,
+        ),
+        (
+            "sequence trigger, problem null",
+            ev(ST, seq_problem(Value::Null)),
+            false,
+        ),
+        (
+            "sequence trigger, problem a string",
+            ev(ST, seq_problem(json!("Response time degradation"))),
+            false,
+        ),
+        (
+            "sequence trigger, problem an array",
+            ev(ST, seq_problem(json!([{"problemTitle": "t"}]))),
+            false,
+        ),
+        (
+            "sequence trigger, problem empty",
+            ev(ST, seq_problem(json!({}))),
+            false,
+        ),
+        (
+            "sequence trigger, problemTitle only",
+            ev(ST, seq_problem(json!({"problemTitle": "t"}))),
+            true,
+        ),
+        (
+            "sequence trigger, ProblemTitle only",
+            ev(ST, seq_problem(json!({"ProblemTitle": "t"}))),
+            true,
+        ),
+        (
+            "sequence trigger, PROBLEMTITLE only",
+            ev(ST, seq_problem(json!({"PROBLEMTITLE": "t"}))),
+            true,
+        ),
+        (
+            "sequence trigger, rootCause only",
+            ev(ST, seq_problem(json!({"rootCause": "r"}))),
+            true,
+        ),
+        (
+            "sequence trigger, ProblemID only",
+            ev(ST, seq_problem(json!({"ProblemID": "P-1"}))),
+            true,
+        ),
+        (
+            "sequence trigger, problemId only",
+            ev(ST, seq_problem(json!({"problemId": "P-1"}))),
+            true,
+        ),
+        (
+            "sequence trigger, PID only",
+            ev(ST, seq_problem(json!({"PID": "-4349221618435898381"}))),
+            false,
+        ),
+        (
+            "sequence trigger, title empty, no rootCause or id",
+            ev(ST, seq_problem(json!({"problemTitle": "", "PID": "1"}))),
+            false,
+        ),
+        (
+            "sequence trigger, title a number, no rootCause or id",
+            ev(ST, seq_problem(json!({"problemTitle": 1, "State": "OPEN"}))),
+            false,
+        ),
+        (
+            "sequence trigger, title empty, other spelling set",
+            ev(
+                ST,
+                seq_problem(json!({"problemTitle": "", "ProblemTitle": "t"})),
+            ),
+            true,
+        ),
+        (
+            "sequence trigger, title a number, rootCause set",
+            ev(
+                ST,
+                seq_problem(json!({"problemTitle": 1, "rootCause": "r"})),
+            ),
+            true,
+        ),
+        (
+            "sequence trigger, problem State CLOSED (still read as open)",
+            ev(
+                ST,
+                seq_problem(json!({"ProblemTitle": "t", "State": "CLOSED"})),
+            ),
+            true,
+        ),
+        (
+            "sequence trigger, data missing",
+            unset(ev(ST, sequence.clone()), "data"),
+            false,
+        ),
+        ("sequence trigger, data null", ev(ST, Value::Null), false),
+        ("sequence trigger, data a string", ev(ST, json!("x")), false),
     ];
     for (what, v, want) in samples {
         let ty = v["type"].as_str().unwrap_or(P).to_owned();
@@ -1061,4 +1367,37 @@ fn read_schemas_agree_with_the_decoder() {
         assert_eq!(usable(&v), want, "decoder on {what}");
         assert_eq!(errs.is_empty(), want, "schema on {what}: {errs:?}");
     }
+
+    // The sequence trigger's schema matches the type the way the decoder does; a type it does
+    // not match is not a sequence trigger (another schema's, or unsupported).
+    let seq = validator(SEQUENCE_TRIGGER, "accepted");
+    for (ty, want) in [
+        ("sh.keptn.event.production.remediation.triggered", true),
+        ("sh.keptn.event.stage.remediation.triggered", true),
+        ("sh.keptn.event.dev_1-a.remediation.triggered", true),
+        ("sh.keptn.event.Ünï code.remediation.triggered", true),
+        ("sh.keptn.event.remediation.remediation.triggered", true),
+        ("sh.keptn.event..remediation.triggered", false),
+        ("sh.keptn.event.a.b.remediation.triggered", false),
+        ("sh.keptn.event.remediation.triggered", false),
+        ("sh.keptn.event.production.remediation.started", false),
+        ("sh.keptn.event.production.remediation.finished", false),
+        ("sh.keptn.event.production.remediation.triggered.x", false),
+        ("xsh.keptn.event.production.remediation.triggered", false),
+        ("sh.keptn.event.production.remediation.triggered\n", false),
+        ("sh.keptn.events.production.remediation.triggered", false),
+        ("sh.keptn.event.problem.open.remediation.triggered", false),
+    ] {
+        let v = ev(ty, sequence.clone());
+        assert_eq!(usable(&v), want, "decoder on type {ty:?}");
+        assert_eq!(
+            errors(&seq, &v).is_empty(),
+            want,
+            "{SEQUENCE_TRIGGER} on type {ty:?}"
+        );
+        assert_eq!(schema_of(ty) == SEQUENCE_TRIGGER, want, "schema_of({ty:?})");
+    }
+    let numeric_type = set(ev(ST, sequence.clone()), "type", json!(7));
+    assert!(!usable(&numeric_type));
+    assert!(!errors(&seq, &numeric_type).is_empty());
 }
