@@ -314,10 +314,13 @@ impl Store {
         let ik = index_key(action_triggered_id);
         match self {
             Store::Memory(m) => {
-                m.links
-                    .lock()
-                    .expect("state lock")
-                    .insert(ik, key.to_owned());
+                let mut links = m.links.lock().expect("state lock");
+                // Entries are only needed until the action finishes; a full table starts over
+                // rather than growing without bound.
+                if links.len() > 100_000 {
+                    links.clear();
+                }
+                links.insert(ik, key.to_owned());
                 Ok(())
             }
             Store::Kv(s, claimed) => {

@@ -289,13 +289,7 @@ proptest! {
 
 // ---------------------------------------------------------------- decoding never panics
 
-const CONSUMED: [&str; 5] = [
-    "sh.keptn.event.problem.open",
-    "sh.keptn.events.problem",
-    "sh.keptn.event.get-action.triggered",
-    "sh.keptn.event.action.triggered",
-    "sh.keptn.event.action.finished",
-];
+use unleash_remediation_service::keptn::types::CONSUMED;
 
 /// Member names the decoder looks at, in data and in nested objects.
 const DATA_KEYS: [&str; 24] = [

@@ -72,10 +72,6 @@ impl EventFactory {
         }
     }
 
-    pub fn source(&self) -> &str {
-        &self.source
-    }
-
     /// Any event: the envelope of SPEC section 8 around `data`.
     pub fn event(&self, ty: &str, link: &Link, data: Value) -> Event {
         let mut builder = EventBuilderV10::new()

@@ -46,10 +46,6 @@ impl Remediator {
         })
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// Re-arms the timeouts of remediations that were waiting when a process stopped.
     pub async fn resume(self: &Arc<Self>) -> anyhow::Result<usize> {
         let waiting = self.store.waiting().await?;
@@ -141,7 +137,7 @@ impl Remediator {
             Ok(Plan::Ready(file)) => file,
         };
         self.publish_triggered(meta, &record).await?;
-        match first_action(&file, &ev.problem, 0) {
+        match action_at_index(&file, &ev.problem, 0) {
             Some(action) => self.start_action(&key, record, rev, 0, action).await,
             None => {
                 let msg = format!(
@@ -333,7 +329,7 @@ impl Remediator {
     /// The action at `index` for the record's problem, from the current remediation.yaml.
     async fn action_at(&self, record: &Record, index: usize) -> Option<ActionInfo> {
         match load_plan(&self.source, &record.scope, record.git_commit_id.as_deref()).await {
-            Ok(Plan::Ready(file)) => first_action(&file, &problem_of(record), index),
+            Ok(Plan::Ready(file)) => action_at_index(&file, &problem_of(record), index),
             _ => None,
         }
     }
@@ -423,7 +419,7 @@ fn title_of(record: &Record) -> String {
 }
 
 /// The action at `index` of the remediation matching the problem.
-fn first_action(
+fn action_at_index(
     file: &RemediationFile,
     problem: &crate::keptn::ProblemDetails,
     index: usize,

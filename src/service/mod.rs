@@ -159,7 +159,6 @@ pub async fn serve(
     let consumed = if use_js {
         let stream = nats::ensure_stream(&js, &args.nats_stream, &subjects).await?;
         nats::run_jetstream(
-            js,
             stream,
             subjects,
             &args,

@@ -244,7 +244,6 @@ pub async fn run_core(
 /// Runs durable JetStream pull consumers (one per subject) until `shutdown` fires.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_jetstream(
-    js: jetstream::Context,
     stream: stream::Stream,
     subjects: Vec<String>,
     args: &ServeArgs,
@@ -279,7 +278,6 @@ pub async fn run_jetstream(
         info!(%durable, %subject, "JetStream consumer ready");
         tasks.push(tokio::spawn(consume(
             consumer,
-            js.clone(),
             pipeline.clone(),
             limit.clone(),
             args.ack_wait,
@@ -297,7 +295,6 @@ pub async fn run_jetstream(
 
 async fn consume(
     consumer: jetstream::consumer::Consumer<pull::Config>,
-    _js: jetstream::Context,
     pipeline: Arc<Pipeline>,
     limit: Arc<Semaphore>,
     ack_wait: Duration,
