@@ -54,6 +54,28 @@ fn read_back(enabled: bool) -> ResponseTemplate {
     }))
 }
 
+/// The switch answers `failure` `times` times, then 200; the read-back confirms the flag on.
+async fn fails_then_succeeds(server: &MockServer, failure: ResponseTemplate, times: u64) {
+    Mock::given(method("POST"))
+        .and(path(ON_PATH))
+        .respond_with(failure)
+        .up_to_n_times(times)
+        .with_priority(1)
+        .mount(server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(ON_PATH))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(READ_PATH))
+        .respond_with(read_back(true))
+        .mount(server)
+        .await;
+}
+
 async fn count(server: &MockServer, verb: &str, p: &str) -> usize {
     server
         .received_requests()
@@ -194,24 +216,7 @@ async fn a_slow_server_times_out_after_bounded_retries() {
 #[tokio::test]
 async fn service_unavailable_then_ok_is_retried_and_succeeds() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(ON_PATH))
-        .respond_with(ResponseTemplate::new(503))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(ON_PATH))
-        .respond_with(ResponseTemplate::new(200))
-        .with_priority(2)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(READ_PATH))
-        .respond_with(read_back(true))
-        .mount(&server)
-        .await;
+    fails_then_succeeds(&server, ResponseTemplate::new(503), 1).await;
     client(config(&server.uri()))
         .set_flag(FLAG, "production", true)
         .await
@@ -223,24 +228,12 @@ async fn service_unavailable_then_ok_is_retried_and_succeeds() {
 #[tokio::test]
 async fn too_many_requests_is_retried() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(ON_PATH))
-        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "0"))
-        .up_to_n_times(2)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(ON_PATH))
-        .respond_with(ResponseTemplate::new(200))
-        .with_priority(2)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(READ_PATH))
-        .respond_with(read_back(true))
-        .mount(&server)
-        .await;
+    fails_then_succeeds(
+        &server,
+        ResponseTemplate::new(429).insert_header("Retry-After", "0"),
+        2,
+    )
+    .await;
     client(config(&server.uri()))
         .set_flag(FLAG, "production", true)
         .await

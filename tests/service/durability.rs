@@ -60,20 +60,44 @@ fn jetstream_env(
     ]
 }
 
-#[tokio::test]
-async fn sigkill_mid_remediation_then_restart_remediates_exactly_once() {
-    let unleash = slow_unleash(Duration::from_secs(3)).await;
+/// A JetStream-mode service in the middle of a slow toggle for problem `id`: the action has
+/// started and Unleash has not answered yet.
+struct MidToggle {
+    _unleash: MockServer,
+    _nats: NatsServer,
+    _dir: tempfile::TempDir,
+    env: Vec<(&'static str, String)>,
+    first: Service,
+    bus: Bus,
+}
+
+async fn mid_toggle(delay: Duration, id: &str) -> MidToggle {
+    let unleash = slow_unleash(delay).await;
     let nats = NatsServer::start().unwrap();
     let dir = resource_dir(Some(TOGGLE), None);
     let env = jetstream_env(&nats, &dir, &unleash);
     let mut first = Service::spawn(&env);
     first.wait_ready().await;
     let bus = Bus::connect(&nats.url()).await;
-    bus.publish(&problem_open("Failure rate increase", "durable-1"))
+    bus.publish(&problem_open("Failure rate increase", id))
         .await;
     bus.wait_for("sh.keptn.event.action.started", 1, Duration::from_secs(10))
         .await;
-    first.kill9();
+    MidToggle {
+        _unleash: unleash,
+        _nats: nats,
+        _dir: dir,
+        env,
+        first,
+        bus,
+    }
+}
+
+#[tokio::test]
+async fn sigkill_mid_remediation_then_restart_remediates_exactly_once() {
+    let mut m = mid_toggle(Duration::from_secs(3), "durable-1").await;
+    let (env, bus) = (m.env.clone(), m.bus.clone());
+    m.first.kill9();
     assert!(
         bus.of_type("sh.keptn.event.remediation.finished")
             .is_empty()
@@ -103,23 +127,14 @@ async fn sigkill_mid_remediation_then_restart_remediates_exactly_once() {
 
 #[tokio::test]
 async fn sigterm_finishes_the_action_in_flight_and_a_restart_completes_the_remediation() {
-    let unleash = slow_unleash(Duration::from_secs(2)).await;
-    let nats = NatsServer::start().unwrap();
-    let dir = resource_dir(Some(TOGGLE), None);
-    let env = jetstream_env(&nats, &dir, &unleash);
-    let mut first = Service::spawn(&env);
-    first.wait_ready().await;
-    let bus = Bus::connect(&nats.url()).await;
-    bus.publish(&problem_open("Failure rate increase", "graceful-1"))
-        .await;
-    bus.wait_for("sh.keptn.event.action.started", 1, Duration::from_secs(10))
-        .await;
+    let mut m = mid_toggle(Duration::from_secs(2), "graceful-1").await;
+    let (env, bus) = (m.env.clone(), m.bus.clone());
     // Stopped while the toggle is under way: the toggle finishes and is reported before exit.
-    let status = first.terminate();
+    let status = m.first.terminate();
     assert!(
         status.success(),
         "exit status {status}; log:\n{}",
-        first.log()
+        m.first.log()
     );
     let finished = bus
         .wait_for("sh.keptn.event.action.finished", 1, Duration::from_secs(2))

@@ -161,18 +161,7 @@ async fn closed_then_open_remediates_again() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(bus.of_type("sh.keptn.event.remediation.triggered").len(), 1);
 
-    let closed = closing(&open, "CLOSED");
-    bus.publish(&closed).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let reopened = renotified(&open);
-    bus.publish(&reopened).await;
-    bus.wait_for(
-        "sh.keptn.event.remediation.finished",
-        2,
-        Duration::from_secs(10),
-    )
-    .await;
-    assert_eq!(bus.of_type("sh.keptn.event.remediation.triggered").len(), 2);
+    close_and_reopen(&bus, &open).await;
 }
 
 #[tokio::test]
@@ -308,11 +297,15 @@ async fn a_problem_closed_on_one_replica_reopens_on_another() {
         Duration::from_secs(10),
     )
     .await;
-    let closed = closing(&open, "CLOSED");
-    bus.publish(&closed).await;
+    close_and_reopen(&bus, &open).await;
+}
+
+/// Closes the problem `open` reported (already remediated once), opens it again, and checks
+/// that it is remediated a second time.
+async fn close_and_reopen(bus: &Bus, open: &Value) {
+    bus.publish(&closing(open, "CLOSED")).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let reopened = renotified(&open);
-    bus.publish(&reopened).await;
+    bus.publish(&renotified(open)).await;
     bus.wait_for(
         "sh.keptn.event.remediation.finished",
         2,
