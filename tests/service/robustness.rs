@@ -98,15 +98,10 @@ async fn hundred_identical_opens(services: &mut [&mut Service], bus: &Bus) {
 
 #[tokio::test]
 async fn hundred_identical_opens_give_one_remediation() {
-    let nats = NatsServer::start().unwrap();
-    let dir = resource_dir(Some(FOREIGN), None);
-    let mut svc = Service::spawn(&[
-        ("NATS_URL", nats.url()),
-        ("RESOURCE_DIR", dir.path().display().to_string()),
-    ]);
-    let bus = Bus::connect(&nats.url()).await;
-    spawn_responder(&bus);
-    hundred_identical_opens(&mut [&mut svc], &bus).await;
+    let fx = Fixture::new(Some(FOREIGN), None).await;
+    let mut svc = Service::spawn(&fx.env(&[]));
+    spawn_responder(&fx.bus);
+    hundred_identical_opens(&mut [&mut svc], &fx.bus).await;
     let (_, metrics) = svc.get("/metrics").await;
     let dups: f64 = metrics
         .lines()
@@ -138,15 +133,10 @@ async fn two_replicas_share_duplicate_protection(mode: &'static str) {
 
 #[tokio::test]
 async fn closed_then_open_remediates_again() {
-    let nats = NatsServer::start().unwrap();
-    let dir = resource_dir(Some(FOREIGN), None);
-    let mut svc = Service::spawn(&[
-        ("NATS_URL", nats.url()),
-        ("RESOURCE_DIR", dir.path().display().to_string()),
-    ]);
-    svc.wait_ready().await;
-    let bus = Bus::connect(&nats.url()).await;
-    spawn_responder(&bus);
+    let fx = Fixture::new(Some(FOREIGN), None).await;
+    let _svc = fx.service(&[]).await;
+    let bus = &fx.bus;
+    spawn_responder(bus);
     let open = problem_open("Pass me", "reopened-1");
     bus.publish(&open).await;
     bus.wait_for(
@@ -161,18 +151,13 @@ async fn closed_then_open_remediates_again() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(bus.of_type("sh.keptn.event.remediation.triggered").len(), 1);
 
-    close_and_reopen(&bus, &open).await;
+    close_and_reopen(bus, &open).await;
 }
 
 #[tokio::test]
 async fn sigterm_stops_cleanly_with_exit_zero() {
-    let nats = NatsServer::start().unwrap();
-    let dir = resource_dir(Some(FOREIGN), None);
-    let mut svc = Service::spawn(&[
-        ("NATS_URL", nats.url()),
-        ("RESOURCE_DIR", dir.path().display().to_string()),
-    ]);
-    svc.wait_ready().await;
+    let fx = Fixture::new(Some(FOREIGN), None).await;
+    let mut svc = fx.service(&[]).await;
     let status = svc.terminate();
     assert!(
         status.success(),
@@ -227,22 +212,17 @@ async fn nats_restart_is_survived() {
 
 #[tokio::test]
 async fn jetstream_redelivery_is_bounded_then_reported() {
-    let nats = NatsServer::start().unwrap();
-    let dir = resource_dir(Some(FOREIGN), None);
-    let mut svc = Service::spawn(&[
-        ("NATS_URL", nats.url()),
-        ("NATS_MODE", "jetstream".to_owned()),
-        ("MAX_DELIVER", "2".to_owned()),
-        ("RESOURCE_DIR", dir.path().display().to_string()),
-    ]);
-    svc.wait_ready().await;
+    let fx = Fixture::new(Some(FOREIGN), None).await;
+    let _svc = fx
+        .service(&[("NATS_MODE", "jetstream"), ("MAX_DELIVER", "2")])
+        .await;
     // Take the state bucket away: every attempt to claim the problem now fails (each after the
     // client's 10 s request timeout, hence the long wait below).
-    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let js = async_nats::jetstream::new(fx.bus.client.clone());
     js.delete_stream("KV_unleash-remediation-state")
         .await
         .unwrap();
-    let bus = Bus::connect(&nats.url()).await;
+    let bus = &fx.bus;
     bus.publish(&problem_open("Pass me", "cannot-claim")).await;
     let errors = bus
         .wait_for("sh.keptn.log.error", 1, Duration::from_secs(40))
@@ -266,28 +246,22 @@ async fn jetstream_redelivery_is_bounded_then_reported() {
 
 #[tokio::test]
 async fn a_problem_closed_on_one_replica_reopens_on_another() {
-    let nats = NatsServer::start().unwrap();
-    let dir = resource_dir(Some(FOREIGN), None);
-    let base = [
-        ("NATS_URL", nats.url()),
-        ("NATS_MODE", "core".to_owned()),
-        ("ROLES", "remediator".to_owned()),
-        ("RESOURCE_DIR", dir.path().display().to_string()),
-    ];
+    let fx = Fixture::new(Some(FOREIGN), None).await;
+    let base = [("NATS_MODE", "core"), ("ROLES", "remediator")];
     // Replica A only sees OPENs, replica B only sees CLOSEDs.
-    let mut a_env = base.to_vec();
-    a_env.push((
-        "PUBSUB_TOPIC",
-        "sh.keptn.event.problem.open,sh.keptn.event.action.finished".to_owned(),
-    ));
-    let mut b_env = base.to_vec();
-    b_env.push(("PUBSUB_TOPIC", "sh.keptn.events.problem".to_owned()));
-    let mut a = Service::spawn(&a_env);
-    let mut b = Service::spawn(&b_env);
-    a.wait_ready().await;
-    b.wait_ready().await;
-    let bus = Bus::connect(&nats.url()).await;
-    spawn_responder(&bus);
+    let a_topics = "sh.keptn.event.problem.open,sh.keptn.event.action.finished";
+    let _a = fx
+        .service(&[base[0], base[1], ("PUBSUB_TOPIC", a_topics)])
+        .await;
+    let _b = fx
+        .service(&[
+            base[0],
+            base[1],
+            ("PUBSUB_TOPIC", "sh.keptn.events.problem"),
+        ])
+        .await;
+    let bus = &fx.bus;
+    spawn_responder(bus);
 
     let open = problem_open("Pass me", "across-replicas");
     bus.publish(&open).await;
@@ -297,7 +271,7 @@ async fn a_problem_closed_on_one_replica_reopens_on_another() {
         Duration::from_secs(10),
     )
     .await;
-    close_and_reopen(&bus, &open).await;
+    close_and_reopen(bus, &open).await;
 }
 
 /// Closes the problem `open` reported (already remediated once), opens it again, and checks
