@@ -237,12 +237,15 @@ impl Store {
                 {
                     return Ok(Claim::Taken);
                 }
-                let claim = match s.create(key, encode(record)).await {
+                // Expecting revision 0 creates the key only if it never existed or was purged
+                // back to nothing; when it exists, the one read that follows is all a duplicate
+                // costs (the library's `create` would read it once more itself).
+                let claim = match s.update(key, encode(record), 0).await {
                     Ok(rev) => Claim::Created(rev),
-                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                    Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
                         match self.get(key).await? {
                             Some((r, rev)) => Claim::Exists(Box::new(r), rev),
-                            // Deleted between the two calls (a CLOSED raced in): try once more.
+                            // A delete marker (the problem was closed): `create` writes over it.
                             None => Claim::Created(
                                 s.create(key, encode(record))
                                     .await
