@@ -416,6 +416,19 @@ async fn webhook(
             .increment(1);
         answers.push(answer);
     }
+    // A Dynatrace notification is one problem: when it is unusable the body is, and the 400
+    // shows in Dynatrace's "Send test notification" dialog.
+    if source == Source::Dynatrace
+        && let [only] = answers.as_slice()
+        && only["outcome"] == "rejected"
+    {
+        return HttpResponse::BadRequest().json(json!({
+            "error": only["message"],
+            "reason": only["reason"],
+            "source": source.name(),
+            "alerts": answers,
+        }));
+    }
     HttpResponse::Ok().json(json!({
         "source": source.name(),
         "accepted": counts.get("accepted").copied().unwrap_or(0),
