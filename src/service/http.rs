@@ -88,9 +88,16 @@ async fn ready(state: web::Data<HttpState>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<HttpState>) -> HttpResponse {
+    let connected = state
+        .nats
+        .as_ref()
+        .is_some_and(|c| c.connection_state() == async_nats::connection::State::Connected);
+    let ready = connected && state.subscribed.load(Ordering::SeqCst);
+    metrics::gauge!("nats_connected").set(f64::from(u8::from(connected)));
+    metrics::gauge!("ready").set(f64::from(u8::from(ready)));
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+        .body(crate::telemetry::render(&state.metrics))
 }
 
 fn token_ok(expected: &Secret, given: Option<&[u8]>) -> bool {
@@ -173,6 +180,17 @@ async fn admit(
             "the body must be JSON: Content-Type application/json or application/cloudevents+json",
         ));
     }
+    if header(req, "content-type")
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+        .starts_with("application/cloudevents-batch+json")
+    {
+        return Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "batch_unsupported",
+            "CloudEvents batch mode is not supported: post each event on its own (structured or binary mode)",
+        ));
+    }
     let Some(pipeline) = state.pipeline.get().cloned() else {
         return Err(error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -252,8 +270,19 @@ async fn ingest(
     match decode_request(&req, &body) {
         Ok(incoming) => {
             let id = incoming.meta.id.clone();
+            let handled = pipeline.handles(&incoming);
+            let ty = incoming.meta.ty.clone();
+            // Accepted now, handled in the background, exactly as an event from NATS (an
+            // ignored one is still counted there).
             submit(&pipeline, incoming);
-            HttpResponse::Accepted().json(json!({"accepted": id}))
+            if handled {
+                HttpResponse::Accepted().json(json!({"accepted": id}))
+            } else {
+                HttpResponse::Ok().json(json!({
+                    "ignored": id,
+                    "reason": format!("no enabled role handles {ty} (see ROLES and ACCEPT_REMEDIATION_SEQUENCES)")
+                }))
+            }
         }
         Err(e) => {
             pipeline.reject(&e).await;
@@ -473,6 +502,11 @@ async fn handle_alert(
             // The same alert twice in one notification, or an OPEN for a problem the
             // remediator already holds (a repeat): reported as a duplicate. The remediator
             // still sees it and decides; it starts nothing for it.
+            if !pipeline.handles(&incoming) {
+                answer["outcome"] = json!("ignored");
+                answer["reason"] = json!("the remediator role is not enabled here (see ROLES)");
+                return answer;
+            }
             let repeated = !seen.insert(incoming.meta.id.clone());
             let known = open
                 && match &pipeline.remediator {

@@ -636,7 +636,8 @@ async fn webhooks_malformed_bodies_get_reasons_and_the_service_keeps_working() {
     // Every refused body was reported like other bad input, and the service is fine.
     let errors = bus.of_type("sh.keptn.log.error");
     assert!(
-        errors.len() >= 15 + 2 + 1,
+        // 15 bad bodies, 2 storms, the unscoped Dynatrace problem, the huge alert.
+        errors.len() >= 19,
         "{} log.error events",
         errors.len()
     );
