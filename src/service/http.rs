@@ -421,13 +421,12 @@ async fn webhook(
     let outcomes = match translated {
         Ok(o) => o,
         Err(e) => {
-            metrics::counter!("webhook_notifications_total", "source" => source.name(), "outcome" => "rejected").increment(1);
+            count_notification(source, "rejected");
             pipeline.reject(&e).await;
             return HttpResponse::BadRequest()
                 .json(json!({"error": e.message, "reason": e.reason}));
         }
     };
-    metrics::counter!("webhook_notifications_total", "source" => source.name(), "outcome" => "accepted").increment(1);
     let mut answers = Vec::with_capacity(outcomes.len());
     let mut seen = std::collections::HashSet::new();
     let mut counts = std::collections::BTreeMap::<&str, usize>::new();
@@ -451,6 +450,7 @@ async fn webhook(
         && let [only] = answers.as_slice()
         && only["outcome"] == "rejected"
     {
+        count_notification(source, "rejected");
         return HttpResponse::BadRequest().json(json!({
             "error": only["message"],
             "reason": only["reason"],
@@ -458,6 +458,7 @@ async fn webhook(
             "alerts": answers,
         }));
     }
+    count_notification(source, "accepted");
     HttpResponse::Ok().json(json!({
         "source": source.name(),
         "accepted": counts.get("accepted").copied().unwrap_or(0),
@@ -466,6 +467,11 @@ async fn webhook(
         "rejected": counts.get("rejected").copied().unwrap_or(0),
         "alerts": answers,
     }))
+}
+
+fn count_notification(source: Source, outcome: &'static str) {
+    metrics::counter!("webhook_notifications_total", "source" => source.name(), "outcome" => outcome)
+        .increment(1);
 }
 
 /// Hands one alert's problem to the pipeline (or reports why not) and says what happened.
