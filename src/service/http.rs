@@ -32,6 +32,10 @@ pub struct HttpState {
     pub grafana_secret: Option<Secret>,
     /// Most alerts accepted in one webhook notification.
     pub max_alerts: usize,
+    /// Webhook events handed to the pipeline and not finished yet: the same notification from
+    /// both members of an Alertmanager HA pair arrives at once, before the remediator's claim
+    /// exists, and must not start twice.
+    pub webhook_in_flight: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 /// Binds the listener (so the caller learns the port at once) and returns the server to run.
@@ -431,7 +435,14 @@ async fn webhook(
     let mut seen = std::collections::HashSet::new();
     let mut counts = std::collections::BTreeMap::<&str, usize>::new();
     for outcome in outcomes {
-        let answer = handle_alert(source, &pipeline, outcome, &mut seen).await;
+        let answer = handle_alert(
+            source,
+            &pipeline,
+            &state.webhook_in_flight,
+            outcome,
+            &mut seen,
+        )
+        .await;
         let label = answer["outcome"].as_str().unwrap_or("accepted");
         let label: &'static str = match label {
             "duplicate" => "duplicate",
@@ -469,6 +480,21 @@ async fn webhook(
     }))
 }
 
+/// Removes a webhook event id from the in-flight set when its handling ends, however it ends.
+struct InFlightId(
+    Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    String,
+);
+
+impl Drop for InFlightId {
+    fn drop(&mut self) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.1);
+    }
+}
+
 fn count_notification(source: Source, outcome: &'static str) {
     metrics::counter!("webhook_notifications_total", "source" => source.name(), "outcome" => outcome)
         .increment(1);
@@ -478,6 +504,7 @@ fn count_notification(source: Source, outcome: &'static str) {
 async fn handle_alert(
     source: Source,
     pipeline: &Arc<Pipeline>,
+    in_flight: &Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     outcome: AlertOutcome,
     seen: &mut std::collections::HashSet<String>,
 ) -> serde_json::Value {
@@ -505,15 +532,20 @@ async fn handle_alert(
             answer["scope"] = json!(problem.scope);
             answer["keptnContext"] = json!(incoming.meta.keptn_context);
             answer["eventId"] = json!(incoming.meta.id);
-            // The same alert twice in one notification, or an OPEN for a problem the
-            // remediator already holds (a repeat): reported as a duplicate. The remediator
-            // still sees it and decides; it starts nothing for it.
             if !pipeline.handles(&incoming) {
                 answer["outcome"] = json!("ignored");
                 answer["reason"] = json!("the remediator role is not enabled here (see ROLES)");
                 return answer;
             }
-            let repeated = !seen.insert(incoming.meta.id.clone());
+            // The same alert twice in one notification or still in flight from another: not
+            // handed on. An OPEN for a problem the remediator already holds (a repeat): handed
+            // on, and the remediator's claim starts nothing for it. Both are duplicates.
+            let id = incoming.meta.id.clone();
+            let repeated = !seen.insert(id.clone())
+                || !in_flight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id.clone());
             let known = open
                 && match &pipeline.remediator {
                     Some(r) => r.holds(problem).await.unwrap_or(false),
@@ -533,7 +565,12 @@ async fn handle_alert(
                 "webhook alert"
             );
             if !repeated {
-                submit(pipeline, *incoming);
+                let pipeline = pipeline.clone();
+                let in_flight = in_flight.clone();
+                tokio::spawn(async move {
+                    let _done = InFlightId(in_flight, id);
+                    let _ = pipeline.dispatch(*incoming).await;
+                });
             }
         }
     }

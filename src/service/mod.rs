@@ -92,6 +92,7 @@ pub async fn serve(
             body_limit: args.http_body_limit,
             grafana_secret: args.grafana_webhook_secret.clone(),
             max_alerts: args.webhook_max_alerts,
+            webhook_in_flight: Default::default(),
         },
         &args.http_addr,
     )?;
