@@ -254,10 +254,12 @@ fn decode_request(req: &HttpRequest, body: &web::Bytes) -> Result<Incoming, Deco
     }
 }
 
-/// Handles an event in the background, exactly as one from NATS.
-fn submit(pipeline: &Arc<Pipeline>, incoming: Incoming) {
+/// Handles an event in the background, exactly as one from NATS; `done` is dropped when the
+/// handling ends. Every HTTP source goes through here.
+fn submit(pipeline: &Arc<Pipeline>, incoming: Incoming, done: Option<InFlightId>) {
     let pipeline = pipeline.clone();
     tokio::spawn(async move {
+        let _done = done;
         let _ = pipeline.dispatch(incoming).await;
     });
 }
@@ -278,7 +280,7 @@ async fn ingest(
             let ty = incoming.meta.ty.clone();
             // Accepted now, handled in the background, exactly as an event from NATS (an
             // ignored one is still counted there).
-            submit(&pipeline, incoming);
+            submit(&pipeline, incoming, None);
             if handled {
                 HttpResponse::Accepted().json(json!({"accepted": id}))
             } else {
@@ -345,7 +347,7 @@ async fn keptn_api(
             // As Keptn's API: a context that is not a UUID (Dynatrace sends its PID) becomes one.
             let ctx = context_of(incoming.meta.keptn_context.as_deref());
             incoming.meta.keptn_context = Some(ctx.clone());
-            submit(&pipeline, incoming);
+            submit(&pipeline, incoming, None);
             HttpResponse::Ok().json(json!({"keptnContext": ctx}))
         }
         Err(e) => {
@@ -565,12 +567,7 @@ async fn handle_alert(
                 "webhook alert"
             );
             if !repeated {
-                let pipeline = pipeline.clone();
-                let in_flight = in_flight.clone();
-                tokio::spawn(async move {
-                    let _done = InFlightId(in_flight, id);
-                    let _ = pipeline.dispatch(*incoming).await;
-                });
+                submit(pipeline, *incoming, Some(InFlightId(in_flight.clone(), id)));
             }
         }
     }
