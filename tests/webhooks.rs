@@ -603,3 +603,26 @@ fn loopback_addresses_need_no_token() {
         assert!(!is_loopback(addr), "{addr}");
     }
 }
+
+#[test]
+fn grafana_test_notification_is_ignored() {
+    // What a contact point's "Test" button sends (grafana's receiver test fixture).
+    let body = json!({"version": "1", "orgId": 1, "status": "firing", "alerts": [{
+        "status": "firing",
+        "labels": {"alertname": "TestAlert", "grafana_folder": "Test Folder", "instance": "Grafana"},
+        "annotations": {"summary": "Notification test",
+                        "__value_string__": "[ metric='foo' labels={instance=bar} value=10 ]"},
+        "startsAt": "2026-03-30T09:15:43.485120482Z", "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "?orgId=1", "fingerprint": "326ea703b01f6100"
+    }]});
+    let out = grafana::translate(
+        body.to_string().as_bytes(),
+        &scope("website", "production", ""),
+        10,
+    )
+    .unwrap();
+    match &out[0].verdict {
+        Verdict::Ignored(why) => assert!(why.contains("test notification"), "{why}"),
+        other => panic!("not ignored: {other:?}"),
+    }
+}

@@ -26,7 +26,7 @@ pub fn translate(
         ));
     }
     let org_id = obj.get("orgId").cloned().unwrap_or(Value::Null);
-    translate_group(
+    let mut outcomes = translate_group(
         Source::Grafana,
         &obj,
         query,
@@ -65,7 +65,26 @@ pub fn translate(
                 details.insert("panelId".into(), panel.into());
             }
         },
-    )
+    )?;
+    for outcome in &mut outcomes {
+        let alert = obj
+            .get("alerts")
+            .and_then(|a| a.get(outcome.index))
+            .unwrap_or(&Value::Null);
+        if is_test_alert(alert) {
+            outcome.verdict = Verdict::Ignored(
+                "Grafana test notification (TestAlert from Grafana, \"Notification test\"): nothing is remediated".into(),
+            );
+        }
+    }
+    Ok(outcomes)
+}
+
+/// The alert of a contact point's "Test" button.
+fn is_test_alert(alert: &Value) -> bool {
+    alert["labels"]["alertname"] == "TestAlert"
+        && alert["labels"]["instance"] == "Grafana"
+        && alert["annotations"]["summary"] == "Notification test"
 }
 
 /// `abc` from `https://grafana/d/abc/my-dashboard?...`.
