@@ -569,3 +569,37 @@ fn query_scope_reads_project_stage_service() {
     );
     assert_eq!(monitoring::query_scope(""), no_scope());
 }
+
+#[test]
+fn legacy_grafana_alerting_is_named() {
+    let legacy = json!({"evalMatches": [{"value": 100, "metric": "High value"}], "ruleId": 0,
+        "ruleName": "Test notification", "state": "alerting", "title": "[Alerting] Test notification"});
+    let e = grafana::translate(legacy.to_string().as_bytes(), &no_scope(), 10).unwrap_err();
+    assert!(
+        e.message.contains("legacy Grafana alerting"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn loopback_addresses_need_no_token() {
+    use unleash_remediation_service::service::is_loopback;
+    for addr in [
+        "127.0.0.1:8080",
+        "[::1]:8080",
+        "localhost:8080",
+        "127.0.0.2:1",
+    ] {
+        assert!(is_loopback(addr), "{addr}");
+    }
+    for addr in [
+        "0.0.0.0:8080",
+        "[::]:8080",
+        "10.0.0.5:8080",
+        "myhost:8080",
+        ":8080",
+    ] {
+        assert!(!is_loopback(addr), "{addr}");
+    }
+}

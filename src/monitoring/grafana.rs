@@ -18,6 +18,13 @@ pub fn translate(
     max_alerts: usize,
 ) -> Result<Vec<AlertOutcome>, DecodeError> {
     let obj = json_object(Source::Grafana, body)?;
+    if !obj.contains_key("alerts") && obj.contains_key("evalMatches") {
+        return Err(body_error(
+            Source::Grafana,
+            "invalid_body",
+            "this is legacy Grafana alerting (evalMatches); use a unified alerting webhook contact point",
+        ));
+    }
     let org_id = obj.get("orgId").cloned().unwrap_or(Value::Null);
     translate_group(
         Source::Grafana,

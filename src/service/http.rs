@@ -32,6 +32,10 @@ pub struct HttpState {
     pub grafana_secret: Option<Secret>,
     /// Most alerts accepted in one webhook notification.
     pub max_alerts: usize,
+    /// Webhook events handed to the pipeline and not finished yet: the same notification from
+    /// both members of an Alertmanager HA pair arrives at once, before the remediator's claim
+    /// exists, and must not start twice.
+    pub webhook_in_flight: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 /// Binds the listener (so the caller learns the port at once) and returns the server to run.
@@ -88,9 +92,16 @@ async fn ready(state: web::Data<HttpState>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<HttpState>) -> HttpResponse {
+    let connected = state
+        .nats
+        .as_ref()
+        .is_some_and(|c| c.connection_state() == async_nats::connection::State::Connected);
+    let ready = connected && state.subscribed.load(Ordering::SeqCst);
+    metrics::gauge!("nats_connected").set(f64::from(u8::from(connected)));
+    metrics::gauge!("ready").set(f64::from(u8::from(ready)));
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+        .body(crate::telemetry::render(&state.metrics))
 }
 
 fn token_ok(expected: &Secret, given: Option<&[u8]>) -> bool {
@@ -173,6 +184,17 @@ async fn admit(
             "the body must be JSON: Content-Type application/json or application/cloudevents+json",
         ));
     }
+    if header(req, "content-type")
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+        .starts_with("application/cloudevents-batch+json")
+    {
+        return Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "batch_unsupported",
+            "CloudEvents batch mode is not supported: post each event on its own (structured or binary mode)",
+        ));
+    }
     let Some(pipeline) = state.pipeline.get().cloned() else {
         return Err(error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -252,8 +274,19 @@ async fn ingest(
     match decode_request(&req, &body) {
         Ok(incoming) => {
             let id = incoming.meta.id.clone();
+            let handled = pipeline.handles(&incoming);
+            let ty = incoming.meta.ty.clone();
+            // Accepted now, handled in the background, exactly as an event from NATS (an
+            // ignored one is still counted there).
             submit(&pipeline, incoming);
-            HttpResponse::Accepted().json(json!({"accepted": id}))
+            if handled {
+                HttpResponse::Accepted().json(json!({"accepted": id}))
+            } else {
+                HttpResponse::Ok().json(json!({
+                    "ignored": id,
+                    "reason": format!("no enabled role handles {ty} (see ROLES and ACCEPT_REMEDIATION_SEQUENCES)")
+                }))
+            }
         }
         Err(e) => {
             pipeline.reject(&e).await;
@@ -392,18 +425,24 @@ async fn webhook(
     let outcomes = match translated {
         Ok(o) => o,
         Err(e) => {
-            metrics::counter!("webhook_notifications_total", "source" => source.name(), "outcome" => "rejected").increment(1);
+            count_notification(source, "rejected");
             pipeline.reject(&e).await;
             return HttpResponse::BadRequest()
                 .json(json!({"error": e.message, "reason": e.reason}));
         }
     };
-    metrics::counter!("webhook_notifications_total", "source" => source.name(), "outcome" => "accepted").increment(1);
     let mut answers = Vec::with_capacity(outcomes.len());
     let mut seen = std::collections::HashSet::new();
     let mut counts = std::collections::BTreeMap::<&str, usize>::new();
     for outcome in outcomes {
-        let answer = handle_alert(source, &pipeline, outcome, &mut seen).await;
+        let answer = handle_alert(
+            source,
+            &pipeline,
+            &state.webhook_in_flight,
+            outcome,
+            &mut seen,
+        )
+        .await;
         let label = answer["outcome"].as_str().unwrap_or("accepted");
         let label: &'static str = match label {
             "duplicate" => "duplicate",
@@ -422,6 +461,7 @@ async fn webhook(
         && let [only] = answers.as_slice()
         && only["outcome"] == "rejected"
     {
+        count_notification(source, "rejected");
         return HttpResponse::BadRequest().json(json!({
             "error": only["message"],
             "reason": only["reason"],
@@ -429,6 +469,7 @@ async fn webhook(
             "alerts": answers,
         }));
     }
+    count_notification(source, "accepted");
     HttpResponse::Ok().json(json!({
         "source": source.name(),
         "accepted": counts.get("accepted").copied().unwrap_or(0),
@@ -439,10 +480,31 @@ async fn webhook(
     }))
 }
 
+/// Removes a webhook event id from the in-flight set when its handling ends, however it ends.
+struct InFlightId(
+    Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    String,
+);
+
+impl Drop for InFlightId {
+    fn drop(&mut self) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.1);
+    }
+}
+
+fn count_notification(source: Source, outcome: &'static str) {
+    metrics::counter!("webhook_notifications_total", "source" => source.name(), "outcome" => outcome)
+        .increment(1);
+}
+
 /// Hands one alert's problem to the pipeline (or reports why not) and says what happened.
 async fn handle_alert(
     source: Source,
     pipeline: &Arc<Pipeline>,
+    in_flight: &Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     outcome: AlertOutcome,
     seen: &mut std::collections::HashSet<String>,
 ) -> serde_json::Value {
@@ -470,10 +532,20 @@ async fn handle_alert(
             answer["scope"] = json!(problem.scope);
             answer["keptnContext"] = json!(incoming.meta.keptn_context);
             answer["eventId"] = json!(incoming.meta.id);
-            // The same alert twice in one notification, or an OPEN for a problem the
-            // remediator already holds (a repeat): reported as a duplicate. The remediator
-            // still sees it and decides; it starts nothing for it.
-            let repeated = !seen.insert(incoming.meta.id.clone());
+            if !pipeline.handles(&incoming) {
+                answer["outcome"] = json!("ignored");
+                answer["reason"] = json!("the remediator role is not enabled here (see ROLES)");
+                return answer;
+            }
+            // The same alert twice in one notification or still in flight from another: not
+            // handed on. An OPEN for a problem the remediator already holds (a repeat): handed
+            // on, and the remediator's claim starts nothing for it. Both are duplicates.
+            let id = incoming.meta.id.clone();
+            let repeated = !seen.insert(id.clone())
+                || !in_flight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id.clone());
             let known = open
                 && match &pipeline.remediator {
                     Some(r) => r.holds(problem).await.unwrap_or(false),
@@ -493,7 +565,12 @@ async fn handle_alert(
                 "webhook alert"
             );
             if !repeated {
-                submit(pipeline, *incoming);
+                let pipeline = pipeline.clone();
+                let in_flight = in_flight.clone();
+                tokio::spawn(async move {
+                    let _done = InFlightId(in_flight, id);
+                    let _ = pipeline.dispatch(*incoming).await;
+                });
             }
         }
     }

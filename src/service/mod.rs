@@ -4,6 +4,7 @@
 pub mod http;
 pub mod nats;
 pub mod pipeline;
+pub(crate) mod systemd;
 
 use crate::config::{NatsMode, Role, ServeArgs};
 use crate::keptn::{EventFactory, types};
@@ -91,6 +92,7 @@ pub async fn serve(
             body_limit: args.http_body_limit,
             grafana_secret: args.grafana_webhook_secret.clone(),
             max_alerts: args.webhook_max_alerts,
+            webhook_in_flight: Default::default(),
         },
         &args.http_addr,
     )?;
@@ -159,6 +161,7 @@ pub async fn serve(
         args.pubsub_topic.clone()
     };
     let limit = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    tokio::spawn(systemd_lifecycle(subscribed.clone(), stop_rx.clone()));
     let consumed = if use_js {
         let stream = nats::ensure_stream(&js, &args.nats_stream, &subjects).await?;
         nats::run_jetstream(
@@ -184,6 +187,9 @@ pub async fn serve(
         .await
     };
     subscribed.store(false, Ordering::SeqCst);
+    if let Err(e) = systemd::notify("STOPPING=1") {
+        warn!(error = %e, "could not notify systemd of the stop");
+    }
     consumed?;
 
     info!("stopping: no new events; waiting for those in flight");
@@ -227,6 +233,39 @@ fn check_http_exposure(args: &ServeArgs) -> anyhow::Result<()> {
          or set HTTP_ALLOW_ANONYMOUS=true to accept unauthenticated events",
         args.http_addr
     )
+}
+
+/// Under systemd (`Type=notify`): `READY=1` once the subscriptions are in place, then
+/// watchdog keep-alives while the service runs.
+async fn systemd_lifecycle(
+    subscribed: Arc<AtomicBool>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    while !subscribed.load(Ordering::SeqCst) {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    }
+    if let Err(e) = systemd::notify("READY=1\nSTATUS=subscribed, taking events") {
+        warn!(error = %e, "could not notify systemd that the service is ready");
+    }
+    let Some(every) = systemd::watchdog_interval() else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(every) => {
+                if let Err(e) = systemd::notify("WATCHDOG=1") {
+                    warn!(error = %e, "could not send the systemd watchdog keep-alive");
+                }
+            }
+        }
+    }
 }
 
 /// The action role, built before anything connects so that a bad Unleash configuration stops

@@ -592,6 +592,31 @@ async fn webhooks_malformed_bodies_get_reasons_and_the_service_keeps_working() {
         .await;
         assert_eq!(status, 415, "{path}: {answer}");
     }
+    // The same on the CloudEvent paths: a page of another origin cannot post an event.
+    for path in ["/", "/events"] {
+        for ct in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        ] {
+            let (status, answer) = post(
+                &svc,
+                path,
+                crate::common::problem_open("HighErrorRate", "cross-origin").to_string(),
+                &[("content-type", ct), ("origin", "http://evil.example")],
+            )
+            .await;
+            assert_eq!(status, 415, "{path} {ct}: {answer}");
+        }
+        let (status, _) = reqwest::Client::new()
+            .post(format!("{}{path}", svc.http))
+            .body(crate::common::problem_open("HighErrorRate", "untyped").to_string())
+            .send()
+            .await
+            .map(|r| (r.status().as_u16(), ()))
+            .unwrap();
+        assert_eq!(status, 415, "{path} without a content type");
+    }
     for path in &paths[..2] {
         let (status, answer) = post(&svc, path, many.clone(), &[]).await;
         assert_eq!(status, 400, "{answer}");
@@ -636,7 +661,8 @@ async fn webhooks_malformed_bodies_get_reasons_and_the_service_keeps_working() {
     // Every refused body was reported like other bad input, and the service is fine.
     let errors = bus.of_type("sh.keptn.log.error");
     assert!(
-        errors.len() >= 15 + 2 + 1,
+        // 15 bad bodies, 2 storms, the unscoped Dynatrace problem, the huge alert.
+        errors.len() >= 19,
         "{} log.error events",
         errors.len()
     );
@@ -789,14 +815,21 @@ spec:
         "2026-12-01T10:00:00Z",
     )]);
     let path = "/webhooks/alertmanager?project=website&stage=production&service=front-end";
+    let posted = std::time::Instant::now();
     let (status, answer) = post(&svc, path, firing.to_string(), &[]).await;
+    let answered = posted.elapsed();
     assert_eq!(status, 200, "{answer}");
     assert_eq!(outcomes(&answer), ["accepted"], "{answer}");
     let finished = bus.wait_for(FINISHED, 1, Duration::from_secs(20)).await;
+    let remediated = posted.elapsed();
     assert_eq!(finished[0]["data"]["result"], "pass", "{}", finished[0]);
     u.wait_client_flag(&flag, "production", true, Duration::from_secs(5))
         .await
         .unwrap();
+    eprintln!(
+        "webhook POST answered in {answered:?}; remediation.finished after {remediated:?}; flag on for Unleash clients after {:?}",
+        posted.elapsed()
+    );
 
     // The repeat toggles nothing more.
     let (_, again) = post(&svc, path, firing.to_string(), &[]).await;
@@ -819,4 +852,38 @@ spec:
     u.wait_client_flag(&flag, "production", false, Duration::from_secs(10))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn webhooks_an_ha_pair_posting_at_once_starts_one_remediation() {
+    let fx = Fixture::new(Some(ESCALATE), None).await;
+    let svc = fx.service(&[]).await;
+    let bus = &fx.bus;
+    spawn_responder(bus);
+    let g = group(vec![alert(
+        "firing",
+        keptn_scope("HighErrorRate", "ha"),
+        "eeee000000000001",
+        "2026-12-01T10:00:00Z",
+    )])
+    .to_string();
+    let posts: Vec<_> = (0..8)
+        .map(|_| post(&svc, "/webhooks/alertmanager", g.clone(), &[]))
+        .collect();
+    let answers = futures::future::join_all(posts).await;
+    let mut accepted = 0;
+    for (status, answer) in &answers {
+        assert_eq!(*status, 200, "{answer}");
+        match outcomes(answer)[0].as_str() {
+            "accepted" => accepted += 1,
+            "duplicate" => {}
+            other => panic!("{other}: {answer}"),
+        }
+    }
+    assert_eq!(accepted, 1, "{answers:?}");
+    bus.wait_for(FINISHED, 1, Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(bus.of_type(TRIGGERED).len(), 1);
+    assert_eq!(bus.of_type(ACTION).len(), 1, "one action");
+    assert_eq!(bus.of_type(FINISHED).len(), 1);
 }
