@@ -417,10 +417,11 @@ fn wait_ready(name: &str, port: u16, server: &Supervised, within: Duration) -> R
     }
 }
 
-/// `$env_var`, else the first of `names` on `PATH` or in the usual binary directories.
+/// `$env_var`, else the first of `names` on `PATH` or in the usual binary directories; `None`
+/// when that is not a file, so the caller says how to install it.
 fn find_binary(env_var: &str, names: &[&str]) -> Option<PathBuf> {
     if let Some(path) = std::env::var_os(env_var) {
-        return Some(PathBuf::from(path));
+        return Path::new(&path).is_file().then(|| PathBuf::from(path));
     }
     let dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
