@@ -15,7 +15,7 @@
 //! - [`commands`]: what the `validate` and `resolve` subcommands do.
 //! - [`service`]: the running service — NATS consumers and publisher, HTTP endpoints, event routing.
 //! - [`telemetry`]: logs and the Prometheus recorder.
-//! - [`testkit`]: starts real nats-server, PostgreSQL and Unleash processes for tests, the demo and benchmarks.
+//! - [`testkit`]: starts real nats-server, PostgreSQL, Unleash, Prometheus and Alertmanager processes for tests, the demo and benchmarks.
 
 pub mod bus;
 pub mod commands;
