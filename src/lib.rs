@@ -14,12 +14,14 @@
 //! - [`commands`]: what the `validate` and `resolve` subcommands do.
 //! - [`service`]: the running service — NATS consumers and publisher, HTTP endpoints, event routing.
 //! - [`telemetry`]: logs and the Prometheus recorder.
+//! - [`redact`]: configured secrets scrubbed from events and logs; control characters escaped in the text log.
 //! - [`testkit`]: starts real nats-server, PostgreSQL and Unleash processes for tests, the demo and benchmarks.
 
 pub mod bus;
 pub mod commands;
 pub mod config;
 pub mod keptn;
+pub mod redact;
 pub mod resources;
 pub mod roles;
 pub mod service;

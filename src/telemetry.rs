@@ -5,15 +5,17 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use tracing_subscriber::EnvFilter;
 
-/// Installs the log subscriber once; `RUST_LOG` filters (default `info`).
+/// Installs the log subscriber once; `RUST_LOG` filters (default `info`). Every line goes
+/// through [`crate::redact::LogWriter`] (configured secrets taken out); the text format escapes
+/// control characters in every field.
 pub fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(crate::redact::LogWriter);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder.fmt_fields(crate::redact::EscapedFields).try_init(),
     };
 }
 

@@ -64,7 +64,14 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let metrics = crate::telemetry::metrics_handle();
-    let events = EventFactory::new(args.event_source.clone());
+    let scrubber = Arc::new(crate::redact::Scrubber::from_serve_args(&args));
+    crate::redact::scrub_logs_with(scrubber.clone());
+    let events = EventFactory::new(args.event_source.clone())
+        .with_scrubber(scrubber)
+        .dry_run(args.dry_run);
+    if args.dry_run {
+        warn!("DRY_RUN: every step is evaluated and reported, nothing is written to Unleash");
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         stop.await;
@@ -220,11 +227,23 @@ fn build_action_role(
             backoff: Duration::from_millis(200),
         };
         let client = UnleashClient::new(config).context("configuring the Unleash client")?;
-        Some(crate::roles::action::ActionRole::new(
-            client,
-            events.clone(),
-            args.unleash_environment.clone(),
-        ))
+        let allowed = args.allowed_flags.as_ref().map(|list| {
+            list.iter()
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect::<Vec<_>>()
+        });
+        let policy =
+            crate::unleash::FlagPolicy::new(allowed, args.max_flags_per_action, args.dry_run)
+                .map_err(anyhow::Error::msg)?;
+        Some(
+            crate::roles::action::ActionRole::new(
+                client,
+                events.clone(),
+                args.unleash_environment.clone(),
+            )
+            .with_policy(policy),
+        )
     } else {
         None
     })
