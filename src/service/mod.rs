@@ -80,6 +80,7 @@ pub async fn serve(
     )
     .await?;
     let subscribed = Arc::new(AtomicBool::new(false));
+    tokio::spawn(systemd_lifecycle(subscribed.clone(), stop_rx.clone()));
     let slot: Arc<OnceLock<Arc<Pipeline>>> = Arc::new(OnceLock::new());
     let (http_server, http_addr) = http::server(
         http::HttpState {
@@ -157,7 +158,6 @@ pub async fn serve(
         args.pubsub_topic.clone()
     };
     let limit = Arc::new(Semaphore::new(args.concurrency.max(1)));
-    tokio::spawn(systemd_lifecycle(subscribed.clone(), stop_rx.clone()));
     let consumed = if use_js {
         let stream = nats::ensure_stream(&js, &args.nats_stream, &subjects).await?;
         nats::run_jetstream(
@@ -201,8 +201,8 @@ pub async fn serve(
     Ok(())
 }
 
-/// Under systemd (`Type=notify`): `READY=1` once the subscriptions are in place, then
-/// watchdog keep-alives while the service runs.
+/// Under systemd (`Type=notify`): `READY=1` once the subscriptions are in place, and watchdog
+/// keep-alives from the start (also while NATS is still being waited for) until the stop.
 async fn systemd_lifecycle(
     subscribed: Arc<AtomicBool>,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -210,26 +210,30 @@ async fn systemd_lifecycle(
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
     }
-    while !subscribed.load(Ordering::SeqCst) {
+    let watchdog = systemd::watchdog_interval();
+    let mut ready = false;
+    let mut last_keepalive = std::time::Instant::now();
+    loop {
+        if !ready && subscribed.load(Ordering::SeqCst) {
+            ready = true;
+            if let Err(e) = systemd::notify("READY=1\nSTATUS=subscribed, taking events") {
+                warn!(error = %e, "could not notify systemd that the service is ready");
+            }
+        }
+        if let Some(every) = watchdog
+            && last_keepalive.elapsed() >= every
+        {
+            last_keepalive = std::time::Instant::now();
+            if let Err(e) = systemd::notify("WATCHDOG=1") {
+                warn!(error = %e, "could not send the systemd watchdog keep-alive");
+            }
+        }
+        if ready && watchdog.is_none() {
+            return;
+        }
         tokio::select! {
             _ = stop.changed() => return,
             _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-        }
-    }
-    if let Err(e) = systemd::notify("READY=1\nSTATUS=subscribed, taking events") {
-        warn!(error = %e, "could not notify systemd that the service is ready");
-    }
-    let Some(every) = systemd::watchdog_interval() else {
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            _ = tokio::time::sleep(every) => {
-                if let Err(e) = systemd::notify("WATCHDOG=1") {
-                    warn!(error = %e, "could not send the systemd watchdog keep-alive");
-                }
-            }
         }
     }
 }
