@@ -4,8 +4,8 @@
 //!   into URLs), replaced by `***` in outgoing events and in every log line.
 //! - [`EscapedFields`]: the text log's field formatter; control characters from input (a newline
 //!   that would start a forged log line, a terminal escape code) are written escaped.
-//! - [`LogWriter`]: standard error with the scrubber applied to every line, whatever the format
-//!   and whichever library logged it.
+//! - [`scrub_log_line`]: the scrubber applied to every log line, whatever the format and
+//!   whichever library logged it.
 
 use crate::config::ServeArgs;
 use serde_json::Value;
@@ -14,7 +14,6 @@ use std::fmt::{self, Write as _};
 use std::sync::{Arc, RwLock};
 use tracing::field::{Field, Visit};
 use tracing_subscriber::field::{MakeVisitor, VisitFmt, VisitOutput};
-use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::Writer;
 
 /// Shorter secrets are not searched for: replacing two or three common characters everywhere
@@ -189,33 +188,18 @@ pub fn scrub_logs_with(scrubber: Arc<Scrubber>) {
     *LOG_SCRUBBER.write().unwrap_or_else(|e| e.into_inner()) = Some(scrubber);
 }
 
-/// Standard error, with the secrets installed by [`scrub_logs_with`] taken out of each line.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LogWriter;
-
-impl<'a> MakeWriter<'a> for LogWriter {
-    type Writer = LogWriter;
-    fn make_writer(&'a self) -> Self::Writer {
-        LogWriter
-    }
-}
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let scrubber = LOG_SCRUBBER
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let mut err = std::io::stderr().lock();
-        match scrubber.filter(|s| !s.is_empty()) {
-            // The formatter hands over one whole line per write.
-            Some(s) => err.write_all(s.scrub(&String::from_utf8_lossy(buf)).as_bytes())?,
-            None => err.write_all(buf)?,
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
+/// One formatted log line with the secrets installed by [`scrub_logs_with`] taken out.
+pub fn scrub_log_line(line: &[u8]) -> Cow<'_, [u8]> {
+    let scrubber = LOG_SCRUBBER
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    match scrubber.filter(|s| !s.is_empty()) {
+        Some(s) => match s.scrub(&String::from_utf8_lossy(line)) {
+            Cow::Owned(clean) => Cow::Owned(clean.into_bytes()),
+            Cow::Borrowed(_) => Cow::Borrowed(line),
+        },
+        None => Cow::Borrowed(line),
     }
 }
 

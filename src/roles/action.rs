@@ -79,7 +79,7 @@ impl ActionRole {
             scope = %ev.scope,
             result = outcome.result(),
             dry_run,
-            %message,
+            detail = %message,
             "toggle-feature done"
         );
         metrics::counter!("actions_total", "action" => action_label, "result" => outcome.result())

@@ -72,9 +72,16 @@ async fn ready(state: web::Data<HttpState>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<HttpState>) -> HttpResponse {
+    let connected = state
+        .nats
+        .as_ref()
+        .is_some_and(|c| c.connection_state() == async_nats::connection::State::Connected);
+    let ready = connected && state.subscribed.load(Ordering::SeqCst);
+    metrics::gauge!("nats_connected").set(f64::from(u8::from(connected)));
+    metrics::gauge!("ready").set(f64::from(u8::from(ready)));
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+        .body(crate::telemetry::render(&state.metrics))
 }
 
 fn token_ok(expected: &Secret, given: Option<&[u8]>) -> bool {
@@ -102,6 +109,16 @@ async fn ingest(state: web::Data<HttpState>, req: HttpRequest, body: web::Bytes)
         return HttpResponse::ServiceUnavailable()
             .json(json!({"error": "starting: not connected to NATS yet"}));
     };
+    let content_type = header(&req, "content-type").unwrap_or_default();
+    if content_type
+        .to_ascii_lowercase()
+        .starts_with("application/cloudevents-batch+json")
+    {
+        return HttpResponse::UnsupportedMediaType().json(json!({
+            "error": "CloudEvents batch mode is not supported: post each event on its own (structured or binary mode)",
+            "reason": "batch_unsupported"
+        }));
+    }
     let binary = req.headers().contains_key("ce-specversion");
     let decoded = if binary {
         cloudevents::binding::http_0_2::to_event(req.headers(), body.to_vec())
@@ -119,11 +136,21 @@ async fn ingest(state: web::Data<HttpState>, req: HttpRequest, body: web::Bytes)
     match decoded {
         Ok(incoming) => {
             let id = incoming.meta.id.clone();
-            // Accepted now, handled in the background, exactly as an event from NATS.
+            let handled = pipeline.handles(&incoming);
+            let ty = incoming.meta.ty.clone();
+            // Accepted now, handled in the background, exactly as an event from NATS (an
+            // ignored one is still counted there).
             tokio::spawn(async move {
                 let _ = pipeline.dispatch(incoming).await;
             });
-            HttpResponse::Accepted().json(json!({"accepted": id}))
+            if handled {
+                HttpResponse::Accepted().json(json!({"accepted": id}))
+            } else {
+                HttpResponse::Ok().json(json!({
+                    "ignored": id,
+                    "reason": format!("no enabled role handles {ty} (see ROLES and ACCEPT_REMEDIATION_SEQUENCES)")
+                }))
+            }
         }
         Err(e) => {
             pipeline.reject(&e).await;

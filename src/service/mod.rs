@@ -4,6 +4,7 @@
 pub mod http;
 pub mod nats;
 pub mod pipeline;
+pub(crate) mod systemd;
 
 use crate::config::{NatsMode, Role, ServeArgs};
 use crate::keptn::{EventFactory, types};
@@ -86,6 +87,7 @@ pub async fn serve(
     )
     .await?;
     let subscribed = Arc::new(AtomicBool::new(false));
+    tokio::spawn(systemd_lifecycle(subscribed.clone(), stop_rx.clone()));
     let slot: Arc<OnceLock<Arc<Pipeline>>> = Arc::new(OnceLock::new());
     let (http_server, http_addr) = http::server(
         http::HttpState {
@@ -188,6 +190,9 @@ pub async fn serve(
         .await
     };
     subscribed.store(false, Ordering::SeqCst);
+    if let Err(e) = systemd::notify("STOPPING=1") {
+        warn!(error = %e, "could not notify systemd of the stop");
+    }
     consumed?;
 
     info!("stopping: no new events; waiting for those in flight");
@@ -201,6 +206,43 @@ pub async fn serve(
     let _ = http_task.await;
     info!("stopped");
     Ok(())
+}
+
+/// Under systemd (`Type=notify`): `READY=1` once the subscriptions are in place, and watchdog
+/// keep-alives from the start (also while NATS is still being waited for) until the stop.
+async fn systemd_lifecycle(
+    subscribed: Arc<AtomicBool>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    let watchdog = systemd::watchdog_interval();
+    let mut ready = false;
+    let mut last_keepalive = std::time::Instant::now();
+    loop {
+        if !ready && subscribed.load(Ordering::SeqCst) {
+            ready = true;
+            if let Err(e) = systemd::notify("READY=1\nSTATUS=subscribed, taking events") {
+                warn!(error = %e, "could not notify systemd that the service is ready");
+            }
+        }
+        if let Some(every) = watchdog
+            && last_keepalive.elapsed() >= every
+        {
+            last_keepalive = std::time::Instant::now();
+            if let Err(e) = systemd::notify("WATCHDOG=1") {
+                warn!(error = %e, "could not send the systemd watchdog keep-alive");
+            }
+        }
+        if ready && watchdog.is_none() {
+            return;
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    }
 }
 
 /// The action role, built before anything connects so that a bad Unleash configuration stops
