@@ -37,7 +37,8 @@ impl Pipeline {
             Ok(incoming) => {
                 let meta = &incoming.meta;
                 if meta.source == self.events.source() {
-                    return Ok(skip("own_event", &meta.ty));
+                    skip("own_event", &meta.ty);
+                    return Ok(());
                 }
                 self.reject(&mismatch(
                     subject,
@@ -51,14 +52,17 @@ impl Pipeline {
             Err(e) => {
                 let ty = e.ty.as_deref().unwrap_or_default();
                 if is_log(ty) {
-                    return Ok(skip("log_event", ty));
+                    skip("log_event", ty);
+                    return Ok(());
                 }
                 if sent_by(payload, self.events.source()) {
-                    return Ok(skip("own_event", ty));
+                    skip("own_event", ty);
+                    return Ok(());
                 }
                 if e.reason == "unsupported_type" {
                     if ty == subject {
-                        return Ok(skip("unhandled_type", ty));
+                        skip("unhandled_type", ty);
+                        return Ok(());
                     }
                     let e = mismatch(subject, e.id, e.ty, e.keptn_context);
                     self.reject(&e).await;
