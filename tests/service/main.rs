@@ -5,10 +5,13 @@
 mod common;
 
 mod durability;
+mod flag_policy;
 mod http;
+mod ingress;
 mod integration;
 mod keptn1x;
 mod outcomes;
 mod robustness;
+mod secrets;
 mod unleash_flows;
 mod webhooks;
