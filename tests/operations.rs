@@ -354,7 +354,7 @@ async fn metrics_are_prefixed_described_bounded_and_cover_rules_and_dashboard() 
     let present: HashSet<String> = families(&last)
         .2
         .iter()
-        .map(|l| l.split(|c| c == '{' || c == ' ').next().unwrap().to_owned())
+        .map(|l| l.split(['{', ' ']).next().unwrap().to_owned())
         .collect();
     let named = names_in_deploy_files();
     assert!(named.len() >= 10, "too few series named: {named:?}");
