@@ -500,6 +500,8 @@ async fn text_logs_have_no_colour_and_a_refused_nats_connect_is_logged_once_with
     let mut svc = Service::spawn(&[
         ("NATS_URL", format!("nats://127.0.0.1:{dead}")),
         ("RUST_LOG", String::new()),
+        // As under systemd: each line starts with its syslog priority.
+        ("JOURNAL_STREAM", "8:12345".to_owned()),
     ]);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let _ = svc.terminate();
@@ -516,6 +518,15 @@ async fn text_logs_have_no_colour_and_a_refused_nats_connect_is_logged_once_with
             .contains("connection refused"),
         "{log}"
     );
+    assert!(failures[0].starts_with("<4>"), "{log}");
+    for line in log.lines().filter(|l| !l.is_empty()) {
+        assert!(
+            ["<3>", "<4>", "<6>", "<7>"]
+                .iter()
+                .any(|p| line.starts_with(p)),
+            "no priority: {line}"
+        );
+    }
     assert!(
         !log.contains("async_nats"),
         "third-party INFO lines:\n{log}"

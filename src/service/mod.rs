@@ -95,7 +95,7 @@ pub async fn serve(
     )?;
     let http_handle = http_server.handle();
     let http_task = tokio::spawn(http_server);
-    info!(addr = %http_addr, version = env!("CARGO_PKG_VERSION"), roles = ?args.roles, "HTTP listening");
+    info!(addr = %http_addr, roles = ?args.roles, "HTTP listening");
 
     // Wait for the first connection: the mode and the state store depend on the server.
     let mut waiting = stop_rx.clone();
