@@ -386,6 +386,10 @@ pub struct ServeArgs {
     /// HTTP listen address (health, readiness, metrics, event ingest).
     #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: String,
+    /// When set, /metrics, /health and /ready are also served on this address (without event
+    /// ingest), so they can be exposed where the ingest port is not.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
     /// When set, POST / and /events need this value in the x-token header.
     #[arg(long, env = "HTTP_TOKEN", hide_env_values = true)]
     pub http_token: Option<Secret>,

@@ -702,3 +702,27 @@ async fn ingest_says_when_no_role_handles_an_event_and_refuses_batches() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn metrics_addr_serves_metrics_health_and_readiness_without_ingest() {
+    let fx = Fixture::new(None, None).await;
+    let port = unleash_remediation_service::testkit::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let _svc = fx.service(&[("METRICS_ADDR", &addr)]).await;
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(format!("http://{addr}{path}")).send();
+    assert_eq!(get("/ready").await.unwrap().status(), 200);
+    assert_eq!(get("/health").await.unwrap().status(), 200);
+    let text = get("/metrics").await.unwrap().text().await.unwrap();
+    check_exposition(&text);
+    let ok = healthcheck(&format!("http://{addr}"), &[]);
+    assert!(ok.status.success(), "{ok:?}");
+    let ingest = http
+        .post(format!("http://{addr}/events"))
+        .header("content-type", "application/cloudevents+json")
+        .body(problem_open("x", "metrics-addr").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ingest.status(), 404, "no ingest on METRICS_ADDR");
+}

@@ -165,3 +165,27 @@ fn header(req: &HttpRequest, name: &str) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
 }
+
+/// The operations listener of `METRICS_ADDR`: `/metrics`, `/health` and `/ready` only.
+pub fn ops_server(
+    state: HttpState,
+    addr: &str,
+) -> anyhow::Result<(actix_web::dev::Server, std::net::SocketAddr)> {
+    let state = web::Data::new(state);
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| anyhow::anyhow!("cannot listen on METRICS_ADDR {addr}: {e}"))?;
+    let local = listener.local_addr()?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .route("/health", web::get().to(health))
+            .route("/ready", web::get().to(ready))
+            .route("/metrics", web::get().to(metrics))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .listen(listener)?
+    .run();
+    Ok((server, local))
+}
