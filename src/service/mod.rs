@@ -98,11 +98,9 @@ pub async fn serve(
     let ops_handle = match &args.metrics_addr {
         Some(addr) => {
             let (server, local) = http::ops_server(
-                http::HttpState {
-                    pipeline: slot.clone(),
+                http::OpsState {
                     nats: Some(client.clone()),
                     subscribed: subscribed.clone(),
-                    token: None,
                     metrics: crate::telemetry::metrics_handle(),
                 },
                 addr,
