@@ -303,7 +303,19 @@ fn describe_metrics() {
     );
     describe_counter!(
         "http_unauthorized_total",
-        "HTTP ingest requests refused for a missing or wrong token."
+        "HTTP ingest requests refused for a missing or wrong token (or Grafana signature)."
+    );
+    describe_counter!(
+        "http_unsupported_media_type_total",
+        "HTTP ingest requests refused because the body is not declared as JSON."
+    );
+    describe_counter!(
+        "webhook_notifications_total",
+        "Monitoring webhook notifications by source and outcome (accepted, rejected as a whole)."
+    );
+    describe_counter!(
+        "webhook_alerts_total",
+        "Alerts of monitoring webhook notifications by source and outcome (accepted, duplicate, ignored, rejected)."
     );
     describe_counter!(
         "actions_total",
@@ -440,11 +452,21 @@ fn register_known_series() {
     for name in [
         "events_given_up_total",
         "http_unauthorized_total",
+        "http_unsupported_media_type_total",
         "duplicates_total",
         "close_actions_total",
         "action_timeouts_total",
     ] {
         counter!(name).absolute(0);
+    }
+    for source in ["alertmanager", "grafana", "dynatrace"] {
+        for outcome in ["accepted", "rejected"] {
+            counter!("webhook_notifications_total", "source" => source, "outcome" => outcome)
+                .absolute(0);
+        }
+        for outcome in ["accepted", "duplicate", "ignored", "rejected"] {
+            counter!("webhook_alerts_total", "source" => source, "outcome" => outcome).absolute(0);
+        }
     }
     for result in ["pass", "fail"] {
         counter!("actions_total", "action" => types::TOGGLE_FEATURE, "result" => result)
