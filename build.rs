@@ -1,6 +1,6 @@
-//! Records the git commit the binary is built from (`URS_REVISION`), for `build_info` and the
-//! `--version` output. `GIT_REVISION` in the build environment wins (container builds have no
-//! .git); without either the revision is `unknown`.
+//! Records the git commit the binary is built from (`URS_REVISION`), for the `build_info`
+//! metric. `GIT_REVISION` in the build environment wins (container builds have no .git);
+//! without either the revision is `unknown`.
 
 use std::process::Command;
 

@@ -398,11 +398,23 @@ pub struct ServeArgs {
     /// HTTP listen address (health, readiness, metrics, event ingest).
     #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: String,
+    /// When set, /metrics, /health and /ready are also served on this address (without event
+    /// ingest), so they can be exposed where the ingest port is not.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
     /// When set, every ingest path needs it as `x-token` or `Authorization: Bearer`.
     #[arg(long, env = "HTTP_TOKEN", hide_env_values = true)]
     pub http_token: Option<Secret>,
     /// Accept unauthenticated events on a non-loopback HTTP_ADDR (without it, such a start is refused).
-    #[arg(long, env = "HTTP_ALLOW_ANONYMOUS", default_value_t = false)]
+    #[arg(
+        long,
+        env = "HTTP_ALLOW_ANONYMOUS",
+        default_value = "false",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub http_allow_anonymous: bool,
     /// When set, POST /webhooks/grafana needs a matching X-Grafana-Alerting-Signature (HMAC-SHA256).
     #[arg(long, env = "GRAFANA_WEBHOOK_SECRET", hide_env_values = true)]
@@ -551,6 +563,51 @@ mod tests {
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("3 weeks").is_err());
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
+        assert_eq!(
+            parse_duration("1w 1s").unwrap(),
+            Duration::from_secs(604_801)
+        );
+        assert_eq!(parse_duration("1.5m").unwrap(), Duration::from_secs(90));
+        for bad in [
+            "99999999999999999999h",
+            "-1",
+            "1h30",
+            "",
+            "h",
+            "1e400",
+            "NaN",
+            "inf",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn secret_files_fill_only_what_is_not_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "from-file\n").unwrap();
+        let command = <Cli as clap::CommandFactory>::command();
+        let serve = command.find_subcommand("serve").unwrap();
+        let args: Vec<std::ffi::OsString> = vec!["x".into(), "serve".into()];
+        let token_path = token.clone().into_os_string();
+        let env = |name: &str| (name == "UNLEASH_TOKEN_FILE").then(|| token_path.clone());
+        let extra = secrets_from_files(serve, &args, &env).unwrap();
+        assert_eq!(
+            extra,
+            vec![std::ffi::OsString::from("--unleash-token=from-file")]
+        );
+        // A flag or the variable itself wins over the file.
+        let given: Vec<std::ffi::OsString> =
+            vec!["x".into(), "serve".into(), "--unleash-token=flag".into()];
+        assert!(secrets_from_files(serve, &given, &env).unwrap().is_empty());
+        let set = |name: &str| match name {
+            "UNLEASH_TOKEN" => Some("env".into()),
+            other => env(other),
+        };
+        assert!(secrets_from_files(serve, &args, &set).unwrap().is_empty());
     }
 
     #[test]

@@ -354,7 +354,7 @@ async fn metrics_are_prefixed_described_bounded_and_cover_rules_and_dashboard() 
     let present: HashSet<String> = families(&last)
         .2
         .iter()
-        .map(|l| l.split(|c| c == '{' || c == ' ').next().unwrap().to_owned())
+        .map(|l| l.split(['{', ' ']).next().unwrap().to_owned())
         .collect();
     let named = names_in_deploy_files();
     assert!(named.len() >= 10, "too few series named: {named:?}");
@@ -500,6 +500,8 @@ async fn text_logs_have_no_colour_and_a_refused_nats_connect_is_logged_once_with
     let mut svc = Service::spawn(&[
         ("NATS_URL", format!("nats://127.0.0.1:{dead}")),
         ("RUST_LOG", String::new()),
+        // As under systemd: each line starts with its syslog priority.
+        ("JOURNAL_STREAM", "8:12345".to_owned()),
     ]);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let _ = svc.terminate();
@@ -516,6 +518,15 @@ async fn text_logs_have_no_colour_and_a_refused_nats_connect_is_logged_once_with
             .contains("connection refused"),
         "{log}"
     );
+    assert!(failures[0].starts_with("<4>"), "{log}");
+    for line in log.lines().filter(|l| !l.is_empty()) {
+        assert!(
+            ["<3>", "<4>", "<6>", "<7>"]
+                .iter()
+                .any(|p| line.starts_with(p)),
+            "no priority: {line}"
+        );
+    }
     assert!(
         !log.contains("async_nats"),
         "third-party INFO lines:\n{log}"
@@ -690,4 +701,28 @@ async fn ingest_says_when_no_role_handles_an_event_and_refuses_batches() {
             .contains("batch mode is not supported"),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn metrics_addr_serves_metrics_health_and_readiness_without_ingest() {
+    let fx = Fixture::new(None, None).await;
+    let port = unleash_remediation_service::testkit::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let _svc = fx.service(&[("METRICS_ADDR", &addr)]).await;
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(format!("http://{addr}{path}")).send();
+    assert_eq!(get("/ready").await.unwrap().status(), 200);
+    assert_eq!(get("/health").await.unwrap().status(), 200);
+    let text = get("/metrics").await.unwrap().text().await.unwrap();
+    check_exposition(&text);
+    let ok = healthcheck(&format!("http://{addr}"), &[]);
+    assert!(ok.status.success(), "{ok:?}");
+    let ingest = http
+        .post(format!("http://{addr}/events"))
+        .header("content-type", "application/cloudevents+json")
+        .body(problem_open("x", "metrics-addr").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ingest.status(), 404, "no ingest on METRICS_ADDR");
 }

@@ -27,7 +27,7 @@ fn stderr(o: &Output) -> String {
 /// `serve` with `env`, stopped by an HTTP address that cannot be bound.
 fn serve_until_bind(env: &[(&str, &str)]) -> Output {
     let mut all = vec![
-        ("HTTP_ADDR", "256.0.0.1:1"),
+        ("HTTP_ADDR", "localhost:99999"),
         ("UNLEASH_TOKEN", "t"),
         ("NATS_URL", "nats://127.0.0.1:9"),
     ];
@@ -40,7 +40,7 @@ fn accepted(env: &[(&str, &str)]) {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{env:?} was refused:\n{err}");
     assert!(
-        err.contains("cannot listen on 256.0.0.1:1"),
+        err.contains("cannot listen on localhost:99999"),
         "{env:?}:\n{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
@@ -78,6 +78,7 @@ fn durations_take_compound_units_and_refuse_overflow_without_panic() {
 fn booleans_take_yes_no_one_zero_in_any_case() {
     for ok in ["1", "0", "yes", "NO", "True", "false", "on", "OFF"] {
         accepted(&[("ACCEPT_REMEDIATION_SEQUENCES", ok)]);
+        accepted(&[("HTTP_ALLOW_ANONYMOUS", ok)]);
     }
     refused(
         &[("ACCEPT_REMEDIATION_SEQUENCES", "maybe")],
@@ -87,7 +88,7 @@ fn booleans_take_yes_no_one_zero_in_any_case() {
     let out = run(
         &["serve", "--accept-remediation-sequences"],
         &[
-            ("HTTP_ADDR", "256.0.0.1:1"),
+            ("HTTP_ADDR", "localhost:99999"),
             ("UNLEASH_TOKEN", "t"),
             ("NATS_URL", "nats://127.0.0.1:9"),
         ],
@@ -100,7 +101,7 @@ fn the_start_up_error_is_printed_once() {
     let out = serve_until_bind(&[]);
     let err = stderr(&out);
     assert_eq!(
-        err.matches("cannot listen on 256.0.0.1:1").count(),
+        err.matches("cannot listen on localhost:99999").count(),
         1,
         "{err}"
     );
@@ -182,7 +183,7 @@ fn secrets_come_from_files_and_the_credentials_directory() {
     let out = run(
         &["serve"],
         &[
-            ("HTTP_ADDR", "256.0.0.1:1"),
+            ("HTTP_ADDR", "localhost:99999"),
             ("NATS_URL", "nats://127.0.0.1:9"),
         ],
     );
@@ -203,14 +204,14 @@ fn secrets_come_from_files_and_the_credentials_directory() {
         let out = run(
             &["serve"],
             &[
-                ("HTTP_ADDR", "256.0.0.1:1"),
+                ("HTTP_ADDR", "localhost:99999"),
                 ("NATS_URL", "nats://127.0.0.1:9"),
                 env,
             ],
         );
         let err = stderr(&out);
         assert!(
-            err.contains("cannot listen on 256.0.0.1:1"),
+            err.contains("cannot listen on localhost:99999"),
             "{env:?}: {err}"
         );
         assert!(!err.contains("s3cret"), "{err}");

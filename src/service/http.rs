@@ -74,16 +74,18 @@ async fn health() -> HttpResponse {
 }
 
 async fn ready(state: web::Data<HttpState>) -> HttpResponse {
-    let reason = match &state.nats {
+    ready_answer(state.nats.as_ref(), &state.subscribed)
+}
+
+fn ready_answer(nats: Option<&async_nats::Client>, subscribed: &AtomicBool) -> HttpResponse {
+    let reason = match nats {
         None => Some("not connected to NATS".to_owned()),
         Some(client) => match client.connection_state() {
             async_nats::connection::State::Connected => None,
             other => Some(format!("NATS connection is {other}")),
         },
     }
-    .or_else(|| {
-        (!state.subscribed.load(Ordering::SeqCst)).then(|| "not subscribed yet".to_owned())
-    });
+    .or_else(|| (!subscribed.load(Ordering::SeqCst)).then(|| "not subscribed yet".to_owned()));
     match reason {
         None => HttpResponse::Ok().json(json!({"status": "ready"})),
         Some(reason) => HttpResponse::ServiceUnavailable()
@@ -92,16 +94,23 @@ async fn ready(state: web::Data<HttpState>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<HttpState>) -> HttpResponse {
-    let connected = state
-        .nats
-        .as_ref()
-        .is_some_and(|c| c.connection_state() == async_nats::connection::State::Connected);
-    let ready = connected && state.subscribed.load(Ordering::SeqCst);
+    metrics_answer(state.nats.as_ref(), &state.subscribed, &state.metrics)
+}
+
+/// The scrape; the NATS and readiness gauges are taken at this moment.
+fn metrics_answer(
+    nats: Option<&async_nats::Client>,
+    subscribed: &AtomicBool,
+    handle: &PrometheusHandle,
+) -> HttpResponse {
+    let connected =
+        nats.is_some_and(|c| c.connection_state() == async_nats::connection::State::Connected);
+    let ready = connected && subscribed.load(Ordering::SeqCst);
     metrics::gauge!("nats_connected").set(f64::from(u8::from(connected)));
     metrics::gauge!("ready").set(f64::from(u8::from(ready)));
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(crate::telemetry::render(&state.metrics))
+        .body(crate::telemetry::render(handle))
 }
 
 fn token_ok(expected: &Secret, given: Option<&[u8]>) -> bool {
@@ -579,4 +588,41 @@ fn header(req: &HttpRequest, name: &str) -> Option<String> {
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
+}
+
+/// What the `METRICS_ADDR` listener needs.
+pub struct OpsState {
+    pub nats: Option<async_nats::Client>,
+    pub subscribed: Arc<AtomicBool>,
+    pub metrics: PrometheusHandle,
+}
+
+/// The operations listener of `METRICS_ADDR`: `/metrics`, `/health` and `/ready` only.
+pub fn ops_server(
+    state: OpsState,
+    addr: &str,
+) -> anyhow::Result<(actix_web::dev::Server, std::net::SocketAddr)> {
+    async fn ops_ready(state: web::Data<OpsState>) -> HttpResponse {
+        ready_answer(state.nats.as_ref(), &state.subscribed)
+    }
+    async fn ops_metrics(state: web::Data<OpsState>) -> HttpResponse {
+        metrics_answer(state.nats.as_ref(), &state.subscribed, &state.metrics)
+    }
+    let state = web::Data::new(state);
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| anyhow::anyhow!("cannot listen on METRICS_ADDR {addr}: {e}"))?;
+    let local = listener.local_addr()?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .route("/health", web::get().to(health))
+            .route("/ready", web::get().to(ops_ready))
+            .route("/metrics", web::get().to(ops_metrics))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .listen(listener)?
+    .run();
+    Ok((server, local))
 }

@@ -106,7 +106,24 @@ pub async fn serve(
     )?;
     let http_handle = http_server.handle();
     let http_task = tokio::spawn(http_server);
-    info!(addr = %http_addr, version = env!("CARGO_PKG_VERSION"), roles = ?args.roles, "HTTP listening");
+    let ops_handle = match &args.metrics_addr {
+        Some(addr) => {
+            let (server, local) = http::ops_server(
+                http::OpsState {
+                    nats: Some(client.clone()),
+                    subscribed: subscribed.clone(),
+                    metrics: crate::telemetry::metrics_handle(),
+                },
+                addr,
+            )?;
+            info!(addr = %local, "metrics, health and readiness listening");
+            let handle = server.handle();
+            tokio::spawn(server);
+            Some(handle)
+        }
+        None => None,
+    };
+    info!(addr = %http_addr, roles = ?args.roles, "HTTP listening");
 
     // Wait for the first connection: the mode and the state store depend on the server.
     let mut waiting = stop_rx.clone();
@@ -119,6 +136,9 @@ pub async fn serve(
         tokio::select! {
             _ = waiting.changed() => {
                 http_handle.stop(true).await;
+                if let Some(h) = &ops_handle {
+                    h.stop(true).await;
+                }
                 return Ok(());
             }
             _ = tokio::time::sleep(Duration::from_millis(20)) => {}
@@ -207,6 +227,9 @@ pub async fn serve(
     }
     let _ = client.flush().await;
     http_handle.stop(true).await;
+    if let Some(h) = &ops_handle {
+        h.stop(true).await;
+    }
     let _ = http_task.await;
     info!("stopped");
     Ok(())
