@@ -45,7 +45,16 @@ pub fn metrics_handle() -> PrometheusHandle {
             let handle = recorder.handle();
             // Another recorder may exist (tests); then this handle just renders nothing.
             let _ = metrics::set_global_recorder(recorder);
+            describe_metrics();
             handle
         })
         .clone()
+}
+
+/// HELP texts of the metrics, one call per metric.
+fn describe_metrics() {
+    metrics::describe_counter!(
+        "notifications_total",
+        "Feedback messages by target (dynatrace, slack, webhook, grafana) and result (ok, failed, dropped)"
+    );
 }
