@@ -98,9 +98,7 @@ pub fn problem_dynatrace_id(problem: &Map<String, Value>) -> Option<String> {
         let lower = url.to_ascii_lowercase();
         if let Some(at) = lower.find(";pid=") {
             let rest = &url[at + 5..];
-            let end = rest
-                .find(|c: char| matches!(c, ';' | '&' | '?' | '#' | '/'))
-                .unwrap_or(rest.len());
+            let end = rest.find([';', '&', '?', '#', '/']).unwrap_or(rest.len());
             let id = rest[..end].trim();
             if !id.is_empty() {
                 return Some(id.to_owned());
@@ -213,6 +211,8 @@ pub(crate) enum StepKind {
         message: String,
         /// From remediation.triggered to remediation.finished, when both were seen here.
         duration_ms: Option<i64>,
+        /// The flags of the last action that finished here.
+        flags: Vec<FlagLine>,
     },
 }
 
@@ -247,6 +247,7 @@ struct Tracked {
     actions: HashMap<String, ActionSeen>,
     finished_actions: HashSet<String>,
     started_actions: HashSet<String>,
+    last_flags: Vec<FlagLine>,
 }
 
 /// Per-context memory, bounded.
@@ -360,6 +361,7 @@ impl Tracker {
                     .as_ref()
                     .map(|a| flag_lines(&a.flags, &message))
                     .unwrap_or_default();
+                t.last_flags = flags.clone();
                 let kind = StepKind::ActionFinished {
                     status,
                     result,
@@ -378,6 +380,7 @@ impl Tracker {
                     result,
                     message,
                     duration_ms,
+                    flags: t.last_flags.clone(),
                 };
                 let out = vec![step(kind, t, last)];
                 self.forget(&context);

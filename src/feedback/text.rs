@@ -139,6 +139,7 @@ pub(crate) fn message(step: &Step, flavor: Flavor) -> Option<String> {
             result,
             message,
             duration_ms,
+            ..
         } => {
             let head = match (status.as_str(), result.as_str()) {
                 (_, "pass") => "Remediation finished",
@@ -203,7 +204,7 @@ pub(crate) fn webhook_body(step: &Step) -> Value {
         })),
     });
     let flags: Vec<Value> = match &step.kind {
-        StepKind::ActionFinished { flags, .. } => flags
+        StepKind::ActionFinished { flags, .. } | StepKind::RemediationFinished { flags, .. } => flags
             .iter()
             .map(|f| {
                 let (outcome, reason) = outcome_word(&f.state);
@@ -234,6 +235,7 @@ pub(crate) fn webhook_body(step: &Step) -> Value {
             result,
             message,
             duration_ms,
+            ..
         } => {
             body["status"] = json!(status);
             body["result"] = json!(result);

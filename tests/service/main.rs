@@ -5,6 +5,7 @@
 mod common;
 
 mod durability;
+mod feedback;
 mod http;
 mod integration;
 mod keptn1x;
