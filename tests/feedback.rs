@@ -545,3 +545,50 @@ async fn a_failing_target_is_retried_a_bounded_number_of_times_and_does_not_hold
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(dt.received_requests().await.unwrap().len(), 9);
 }
+
+#[tokio::test]
+async fn drain_waits_for_queued_messages_and_gives_up_after_its_bound() {
+    let dt = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201).set_delay(Duration::from_millis(100)))
+        .mount(&dt)
+        .await;
+    let notifier = Notifier::start(FeedbackConfig {
+        dynatrace: dynatrace(&dt, DynatraceApi::V2),
+        ..config()
+    })
+    .unwrap();
+    Run::new(notifier.clone())
+        .remediate(
+            &tutorial_problem(),
+            json!({"EnableStaticContent": "on"}),
+            Outcome::Pass,
+            "EnableStaticContent: on (confirmed)",
+        )
+        .await;
+    assert!(notifier.drain(Duration::from_secs(5)).await);
+    assert_eq!(dt.received_requests().await.unwrap().len(), 3);
+
+    let hang = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201).set_delay(Duration::from_secs(30)))
+        .mount(&hang)
+        .await;
+    let notifier = Notifier::start(FeedbackConfig {
+        dynatrace: dynatrace(&hang, DynatraceApi::V2),
+        timeout: Duration::from_secs(20),
+        ..config()
+    })
+    .unwrap();
+    Run::new(notifier.clone())
+        .remediate(
+            &tutorial_problem(),
+            json!({"EnableStaticContent": "on"}),
+            Outcome::Pass,
+            "EnableStaticContent: on (confirmed)",
+        )
+        .await;
+    let started = Instant::now();
+    assert!(!notifier.drain(Duration::from_millis(300)).await);
+    assert!(started.elapsed() < Duration::from_secs(2));
+}

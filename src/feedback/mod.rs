@@ -20,10 +20,10 @@ use cloudevents::{AttributesReader, Event};
 use futures::future::BoxFuture;
 use serde_json::Value;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-pub use steps::problem_dynatrace_id;
 use steps::{Seen, Tracker};
 use targets::{Target, TargetKind};
 
@@ -132,6 +132,8 @@ fn checked_url(name: &str, url: &str) -> anyhow::Result<String> {
 pub struct Notifier {
     intake: mpsc::Sender<Seen>,
     targets: Arc<Vec<&'static str>>,
+    /// Events and messages queued or in delivery, for [`Notifier::drain`].
+    pending: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -166,12 +168,14 @@ impl Notifier {
             kinds.push(TargetKind::Grafana(g.clone()));
         }
         let names: Vec<&'static str> = kinds.iter().map(TargetKind::name).collect();
+        let pending = Arc::new(AtomicUsize::new(0));
         let targets: Vec<Target> = kinds
             .into_iter()
-            .map(|kind| Target::start(kind, http.clone(), &config, QUEUE))
+            .map(|kind| Target::start(kind, http.clone(), &config, QUEUE, pending.clone()))
             .collect();
         let (intake, mut rx) = mpsc::channel::<Seen>(INTAKE);
         let remediator = config.remediator;
+        let done = pending.clone();
         tokio::spawn(async move {
             let mut tracker = Tracker::new(steps::TRACKED);
             while let Some(seen) = rx.recv().await {
@@ -180,12 +184,14 @@ impl Notifier {
                         target.offer(&step, remediator);
                     }
                 }
+                done.fetch_sub(1, Ordering::SeqCst);
             }
         });
         tracing::info!(targets = ?names, "feedback enabled");
         Ok(Notifier {
             intake,
             targets: Arc::new(names),
+            pending,
         })
     }
 
@@ -209,8 +215,23 @@ impl Notifier {
         });
     }
 
+    /// Waits until everything queued was delivered or given up, at most `within`; for a
+    /// shutdown, so that the last remediation's messages still go out.
+    pub async fn drain(&self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.pending.load(Ordering::SeqCst) > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
     fn offer(&self, seen: Seen) {
+        self.pending.fetch_add(1, Ordering::SeqCst);
         if self.intake.try_send(seen).is_err() {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
             for target in self.targets.iter() {
                 metrics::counter!("notifications_total", "target" => *target, "result" => "dropped")
                     .increment(1);
@@ -255,5 +276,60 @@ impl Publish for Notifying {
             }
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> FeedbackArgs {
+        FeedbackArgs {
+            dynatrace_url: None,
+            dynatrace_api_token: None,
+            dynatrace_api: DynatraceApi::V2,
+            slack_webhook_url: None,
+            notify_webhook_url: None,
+            grafana_url: None,
+            grafana_api_token: None,
+            feedback_timeout: Duration::from_secs(5),
+            feedback_retries: 2,
+        }
+    }
+
+    #[test]
+    fn nothing_set_means_no_notifier() {
+        assert!(FeedbackConfig::from_args(&args(), true).unwrap().is_none());
+    }
+
+    #[test]
+    fn half_a_target_is_refused_naming_the_missing_setting_and_never_the_secret() {
+        let mut a = args();
+        a.dynatrace_url = Some("https://abc.live.dynatrace.com/".into());
+        let e = FeedbackConfig::from_args(&a, true).unwrap_err().to_string();
+        assert!(e.contains("DYNATRACE_API_TOKEN is not"), "{e}");
+
+        let mut a = args();
+        a.grafana_api_token = Some(Secret::new("glsa"));
+        let e = FeedbackConfig::from_args(&a, true).unwrap_err().to_string();
+        assert!(e.contains("GRAFANA_URL is not"), "{e}");
+
+        let mut a = args();
+        a.slack_webhook_url = Some(Secret::new("not a url s3cret"));
+        let e = FeedbackConfig::from_args(&a, true).unwrap_err().to_string();
+        assert!(
+            e.contains("SLACK_WEBHOOK_URL") && !e.contains("s3cret"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_trailing_slash_is_dropped() {
+        let mut a = args();
+        a.dynatrace_url = Some("https://abc.live.dynatrace.com/".into());
+        a.dynatrace_api_token = Some(Secret::new("t"));
+        let c = FeedbackConfig::from_args(&a, false).unwrap().unwrap();
+        assert_eq!(c.dynatrace.unwrap().url, "https://abc.live.dynatrace.com");
+        assert!(!c.remediator);
     }
 }

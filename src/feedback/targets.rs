@@ -7,6 +7,8 @@ use super::{DynatraceTarget, FeedbackConfig, GrafanaTarget};
 use crate::config::{DynatraceApi, Secret};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -133,6 +135,7 @@ struct Job {
 pub(super) struct Target {
     kind: TargetKind,
     queue: mpsc::Sender<Job>,
+    pending: Arc<AtomicUsize>,
 }
 
 impl Target {
@@ -141,6 +144,7 @@ impl Target {
         http: reqwest::Client,
         config: &FeedbackConfig,
         capacity: usize,
+        pending: Arc<AtomicUsize>,
     ) -> Target {
         let (queue, mut rx) = mpsc::channel::<Job>(capacity);
         let worker = Worker {
@@ -150,12 +154,18 @@ impl Target {
             retries: config.retries,
             backoff: config.backoff,
         };
+        let done = pending.clone();
         tokio::spawn(async move {
             while let Some(job) = rx.recv().await {
                 worker.deliver(job).await;
+                done.fetch_sub(1, Ordering::SeqCst);
             }
         });
-        Target { kind, queue }
+        Target {
+            kind,
+            queue,
+            pending,
+        }
     }
 
     /// Queues the step's request, if this target reports the step; never waits.
@@ -168,7 +178,9 @@ impl Target {
             step: step.kind.name(),
             keptn_context: step.keptn_context.clone(),
         };
+        self.pending.fetch_add(1, Ordering::SeqCst);
         if self.queue.try_send(job).is_err() {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
             let target = self.kind.name();
             metrics::counter!("notifications_total", "target" => target, "result" => "dropped")
                 .increment(1);

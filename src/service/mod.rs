@@ -201,6 +201,11 @@ pub async fn serve(
         Ok(_) => info!("all events in flight finished"),
         Err(_) => warn!("shutdown grace elapsed; unfinished events are handed back for redelivery"),
     }
+    if let Some(n) = &pipeline.notifier
+        && !n.drain(Duration::from_secs(5)).await
+    {
+        warn!("feedback still queued at shutdown is not sent");
+    }
     let _ = client.flush().await;
     http_handle.stop(true).await;
     let _ = http_task.await;

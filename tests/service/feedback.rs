@@ -559,3 +559,28 @@ async fn feedback_adds_no_latency_to_the_remediation() {
     wait_requests(&slack, 2 * N, Duration::from_secs(30)).await;
     wait_requests(&hook, 6 * N, Duration::from_secs(30)).await;
 }
+
+#[tokio::test]
+async fn queued_feedback_still_goes_out_when_the_service_stops() {
+    let dt = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201).set_delay(Duration::from_millis(300)))
+        .mount(&dt)
+        .await;
+    let (fx, _flag) = flag_fixture().await;
+    let mut svc = Service::spawn(&with_unleash(
+        fx.env(&[]),
+        &[
+            ("DYNATRACE_URL", dt.uri()),
+            ("DYNATRACE_API_TOKEN", TOKEN.to_owned()),
+        ],
+    ));
+    svc.wait_ready().await;
+    let problem = problem_open("Failure rate increase", &uuid::Uuid::new_v4().to_string());
+    fx.bus.publish(&problem).await;
+    finished_for(&fx.bus, &problem["shkeptncontext"], Duration::from_secs(10)).await;
+    // The three comments take 900 ms; the stop comes at once.
+    let status = svc.terminate();
+    assert!(status.success(), "{status}");
+    assert_eq!(dt.received_requests().await.unwrap().len(), 3);
+}
