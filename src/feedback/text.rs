@@ -164,7 +164,15 @@ pub(crate) fn message(step: &Step, flavor: Flavor) -> Option<String> {
         }
         _ => return None,
     }
-    Some(lines.join("\n"))
+    let text = lines.join("\n");
+    Some(match flavor {
+        Flavor::Markdown => text,
+        // Slack reads `<…>` as links and mentions (`<!channel>`): a problem title must not ping.
+        Flavor::Slack => text
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;"),
+    })
 }
 
 fn outcome_word(state: &FlagState) -> (&'static str, Option<&str>) {
@@ -275,4 +283,38 @@ pub(crate) fn grafana_annotation(step: &Step) -> Option<Value> {
         body["panelId"] = json!(panel);
     }
     Some(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::feedback::steps::Problem;
+
+    #[test]
+    fn slack_text_cannot_mention_or_link() {
+        let step = Step {
+            kind: StepKind::RemediationFinished {
+                status: "succeeded".into(),
+                result: "pass".into(),
+                message: String::new(),
+                duration_ms: Some(1200),
+                flags: Vec::new(),
+            },
+            problem: Problem {
+                title: "<!channel> a & b".into(),
+                ..Problem::default()
+            },
+            keptn_context: "c".into(),
+            time: chrono::Utc::now(),
+            action: None,
+        };
+        assert_eq!(
+            message(&step, Flavor::Slack).unwrap(),
+            "*Remediation finished* for problem \"&lt;!channel&gt; a &amp; b\": succeeded/pass after 1.2 s."
+        );
+        assert_eq!(
+            message(&step, Flavor::Markdown).unwrap(),
+            "**Remediation finished**: succeeded/pass after 1.2 s."
+        );
+    }
 }
