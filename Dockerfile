@@ -47,6 +47,7 @@ COPY --from=build /out/unleash-remediation-service /usr/local/bin/unleash-remedi
 # Mount remediation.yaml / shipyard.yaml here (or per project: <project>/<stage>/<service>/...),
 # or set KEPTN_API_ENDPOINT to read them from Keptn.
 WORKDIR /etc/unleash-remediation-service/resources
+# Listening on all interfaces needs HTTP_TOKEN (or HTTP_ALLOW_ANONYMOUS=true): it refuses to start otherwise.
 ENV HTTP_ADDR=0.0.0.0:8080 \
     RESOURCE_DIR=/etc/unleash-remediation-service/resources \
     LOG_FORMAT=json

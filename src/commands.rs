@@ -258,3 +258,51 @@ mod tests {
         assert!(err.contains("wrong-api-version.yaml:1:13: "), "{err}");
     }
 }
+
+/// `healthcheck`: asks `GET {path}` of the service at `http_addr` (a wildcard address is asked
+/// on loopback) and succeeds on a 200 answer; the error says what was wrong.
+pub fn healthcheck(
+    http_addr: &str,
+    path: &str,
+    timeout: std::time::Duration,
+) -> Result<(), String> {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let addr = http_addr
+        .trim()
+        .replacen("0.0.0.0:", "127.0.0.1:", 1)
+        .replacen("[::]:", "[::1]:", 1);
+    let target = addr
+        .to_socket_addrs()
+        .map_err(|e| format!("HTTP_ADDR {addr:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("HTTP_ADDR {addr:?} names no address"))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&target, timeout)
+        .map_err(|e| format!("cannot connect to {target}: {e}"))?;
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    let path = if path.starts_with('/') {
+        path.to_owned()
+    } else {
+        format!("/{path}")
+    };
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("cannot send the request to {target}: {e}"))?;
+    let mut answer = Vec::new();
+    let _ = stream.take(64 * 1024).read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .ok_or_else(|| format!("no HTTP answer from {target}{path}"))?;
+    if status == "200" {
+        Ok(())
+    } else {
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b.trim());
+        Err(format!("{target}{path} answered {status} {body}"))
+    }
+}

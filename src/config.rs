@@ -44,31 +44,53 @@ impl std::str::FromStr for Secret {
     }
 }
 
-/// Parses `500ms`, `30s`, `10m`, `1h` or a plain number of seconds.
+/// Parses a plain number of seconds or a sum of number-unit parts: `500ms`, `30s`, `10m`,
+/// `1h30m`, `2d`, `1w`, `1.5h` (units `ms`, `s`, `m`, `h`, `d`, `w`). Too large a value is an
+/// error, not a panic.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (examples: 500ms, 30s, 10m, 1h)"))?;
-    let secs = match unit.trim() {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        other => {
-            return Err(format!(
-                "unknown duration unit {other:?} in {text:?} (use ms, s, m or h)"
-            ));
-        }
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("{text:?} is not a valid duration"));
+    let bad = || format!("{text:?} is not a duration (examples: 500ms, 30s, 10m, 1h30m, 2d)");
+    if t.is_empty() {
+        return Err(bad());
     }
-    Ok(Duration::from_secs_f64(secs))
+    if let Ok(n) = t.parse::<f64>() {
+        return Duration::try_from_secs_f64(n).map_err(|_| too_long(text));
+    }
+    let mut secs = 0.0f64;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let split = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
+        let (num, tail) = rest.split_at(split);
+        let n: f64 = num.parse().map_err(|_| bad())?;
+        let tail = tail.trim_start();
+        let unit_len = tail
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(tail.len());
+        let (unit, after) = tail.split_at(unit_len);
+        let factor = match unit {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86_400.0,
+            "w" => 604_800.0,
+            "" => return Err(bad()),
+            other => {
+                return Err(format!(
+                    "unknown duration unit {other:?} in {text:?} (use ms, s, m, h, d or w, e.g. 1h30m)"
+                ));
+            }
+        };
+        secs += n * factor;
+        rest = after.trim_start();
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| too_long(text))
+}
+
+fn too_long(text: &str) -> String {
+    format!("{text:?} is not a usable duration (negative, or longer than about 584 billion years)")
 }
 
 #[derive(Debug, Parser)]
@@ -111,6 +133,19 @@ pub enum Command {
         /// Which action of the matched remediation (0 = the first).
         #[arg(long, default_value_t = 0)]
         index: usize,
+    },
+    /// Ask a running service's /ready (or --path) and exit 0 when it answers 200, else 1 (for
+    /// container health checks; no curl needed).
+    Healthcheck {
+        /// The service's HTTP address; 0.0.0.0 and [::] are asked on loopback.
+        #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080")]
+        http_addr: String,
+        /// The path to ask: /ready (connected and subscribed) or /health (the process runs).
+        #[arg(long, default_value = "/ready")]
+        path: String,
+        /// How long to wait for the answer.
+        #[arg(long, default_value = "3s", value_parser = parse_duration)]
+        timeout: Duration,
     },
     /// Publish one CloudEvent from a file (or - for standard input) to NATS, like `keptn send event`.
     Send {
@@ -164,12 +199,16 @@ pub enum KeptnResourceApi {
     ConfigurationService,
 }
 
+/// Where NATS is when nothing says otherwise.
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+
 /// How to reach NATS (shared by `serve` and `send`).
 #[derive(Debug, Clone, Args)]
 pub struct NatsArgs {
-    /// NATS server URL(s), comma-separated.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: String,
+    /// NATS server URL(s), comma-separated [default: nats://127.0.0.1:4222]. Without this flag
+    /// and NATS_URL, Keptn's PUBSUB_URL or EVENTBROKER is used.
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
     /// Credentials file (.creds) for NATS decentralized auth.
     #[arg(long, env = "NATS_CREDS", value_name = "FILE")]
     pub nats_creds: Option<PathBuf>,
@@ -207,15 +246,16 @@ pub struct NatsArgs {
 }
 
 impl NatsArgs {
-    /// `NATS_URL`, or Keptn's `PUBSUB_URL` when only that is set.
+    /// `--nats-url`, else `NATS_URL`, else Keptn's `PUBSUB_URL` or `EVENTBROKER`, else the
+    /// local default.
     pub fn url(&self) -> String {
-        if std::env::var_os("NATS_URL").is_none()
-            && let Ok(url) = std::env::var("PUBSUB_URL")
-            && !url.is_empty()
-        {
-            return url;
+        if let Some(url) = self.nats_url.as_deref().filter(|u| !u.trim().is_empty()) {
+            return url.to_owned();
         }
-        self.nats_url.clone()
+        ["PUBSUB_URL", "EVENTBROKER"]
+            .iter()
+            .find_map(|name| std::env::var(name).ok().filter(|u| !u.trim().is_empty()))
+            .unwrap_or_else(|| DEFAULT_NATS_URL.to_owned())
     }
 }
 
@@ -282,7 +322,15 @@ pub struct ServeArgs {
     /// Remediator: also treat `sh.keptn.event.<stage>.remediation.triggered` (sent by
     /// dynatrace-service ≥ 0.14 and prometheus-service ≥ 0.7) as an open problem. For use
     /// without Keptn's shipyard-controller only: with one, it owns those sequences.
-    #[arg(long, env = "ACCEPT_REMEDIATION_SEQUENCES", default_value_t = false)]
+    #[arg(
+        long,
+        env = "ACCEPT_REMEDIATION_SEQUENCES",
+        default_value = "false",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub accept_remediation_sequences: bool,
     /// How long the remediator waits for an action.finished before it counts the action as failed.
     #[arg(long, env = "ACTION_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
@@ -338,9 +386,18 @@ pub struct ServeArgs {
     /// HTTP listen address (health, readiness, metrics, event ingest).
     #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: String,
-    /// When set, POST / and /events need this value in the x-token header.
+    /// When set, every ingest path needs it as `x-token` or `Authorization: Bearer`.
     #[arg(long, env = "HTTP_TOKEN", hide_env_values = true)]
     pub http_token: Option<Secret>,
+    /// Accept unauthenticated events on a non-loopback HTTP_ADDR (without it, such a start is refused).
+    #[arg(long, env = "HTTP_ALLOW_ANONYMOUS", default_value_t = false)]
+    pub http_allow_anonymous: bool,
+    /// When set, POST /webhooks/grafana needs a matching X-Grafana-Alerting-Signature (HMAC-SHA256).
+    #[arg(long, env = "GRAFANA_WEBHOOK_SECRET", hide_env_values = true)]
+    pub grafana_webhook_secret: Option<Secret>,
+    /// Most alerts accepted in one webhook notification (more: 400).
+    #[arg(long, env = "WEBHOOK_MAX_ALERTS", default_value_t = 1000)]
+    pub webhook_max_alerts: usize,
     /// Largest accepted event body, in bytes.
     #[arg(long, env = "HTTP_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub http_body_limit: usize,
@@ -412,6 +469,7 @@ impl Cli {
                 | "validate"
                 | "resolve"
                 | "send"
+                | "healthcheck"
                 | "help"
                 | "-h"
                 | "--help"
@@ -421,8 +479,97 @@ impl Cli {
         if !explicit {
             args.insert(1.min(args.len()), "serve".into());
         }
-        Cli::try_parse_from(args)
+        let mut command = secret_help(<Cli as clap::CommandFactory>::command());
+        let sub = args
+            .get(1)
+            .and_then(|a| a.to_str())
+            .unwrap_or("")
+            .to_owned();
+        if let Some(found) = command.find_subcommand(&sub) {
+            for extra in secrets_from_files(found, &args, &|name| std::env::var_os(name))
+                .map_err(|e| command.error(clap::error::ErrorKind::ValueValidation, e))?
+            {
+                args.push(extra);
+            }
+        }
+        let matches = command.try_get_matches_from_mut(args)?;
+        <Cli as clap::FromArgMatches>::from_arg_matches(&matches)
+            .map_err(|e| e.format(&mut command))
     }
+}
+
+/// Every secret setting (an argument whose environment value is hidden) says in `--help` that
+/// a flag is visible to other users and where else the value can come from.
+fn secret_help(command: clap::Command) -> clap::Command {
+    let mark = |arg: clap::Arg| -> clap::Arg {
+        if !arg.is_hide_env_values_set() {
+            return arg;
+        }
+        let Some(env) = arg.get_env().and_then(|e| e.to_str()).map(str::to_owned) else {
+            return arg;
+        };
+        let mut help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+        if !help.is_empty() && !help.ends_with('.') {
+            help.push('.');
+        }
+        arg.help(format!(
+            "{help} As a flag the value is visible in `ps`: prefer {env}, {env}_FILE (a file \
+             holding it) or a systemd credential named {env}."
+        ))
+    };
+    command.mut_subcommands(|sub| {
+        let ids: Vec<clap::Id> = sub.get_arguments().map(|a| a.get_id().clone()).collect();
+        ids.into_iter().fold(sub, |sub, id| sub.mut_arg(id, mark))
+    })
+}
+
+/// Values of secret settings read from files, as `--flag=value` arguments to append: for each
+/// secret not given as a flag or environment variable, the file named by `<ENV>_FILE`, else
+/// `$CREDENTIALS_DIRECTORY/<ENV>` (systemd `LoadCredential=<ENV>:…`). One trailing newline is
+/// dropped. An unreadable `<ENV>_FILE` is an error naming the file (never its content).
+fn secrets_from_files(
+    sub: &clap::Command,
+    args: &[std::ffi::OsString],
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<Vec<std::ffi::OsString>, String> {
+    let mut extra = Vec::new();
+    for arg in sub.get_arguments().filter(|a| a.is_hide_env_values_set()) {
+        let (Some(name), Some(long)) = (arg.get_env().and_then(|e| e.to_str()), arg.get_long())
+        else {
+            continue;
+        };
+        let flag = format!("--{long}");
+        let given = args.iter().any(|a| {
+            a.to_str()
+                .is_some_and(|a| a == flag || a.starts_with(&format!("{flag}=")))
+        });
+        if given || env(name).is_some_and(|v| !v.is_empty()) {
+            continue;
+        }
+        let file_var = format!("{name}_FILE");
+        let path = match env(&file_var).filter(|v| !v.is_empty()) {
+            Some(path) => PathBuf::from(path),
+            None => match env("CREDENTIALS_DIRECTORY").filter(|v| !v.is_empty()) {
+                Some(dir) if PathBuf::from(&dir).join(name).is_file() => {
+                    PathBuf::from(dir).join(name)
+                }
+                _ => continue,
+            },
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("{file_var}: cannot read {}: {e}", path.display()))?;
+        let value = text
+            .strip_suffix("\r\n")
+            .or_else(|| text.strip_suffix('\n'))
+            .unwrap_or(&text);
+        if value.is_empty() {
+            return Err(format!("{file_var}: {} is empty", path.display()));
+        }
+        let mut pair = std::ffi::OsString::from(format!("{flag}="));
+        pair.push(value);
+        extra.push(pair);
+    }
+    Ok(extra)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //!
 //! # Layout
 //! - [`keptn`]: the protocol — event types, tolerant decoding into typed events, reply builders.
+//! - [`monitoring`]: Alertmanager, Grafana and Dynatrace webhooks translated into problem events.
 //! - [`resources`]: `remediation.yaml` and `shipyard.yaml` — parsing, matching, where they come from.
 //! - [`unleash`]: the Unleash admin client (v3 and v4+) and the toggle action.
 //! - [`roles`]: the three roles — remediator, get-action, action — transport-agnostic.
@@ -15,13 +16,14 @@
 //! - [`commands`]: what the `validate` and `resolve` subcommands do.
 //! - [`service`]: the running service — NATS consumers and publisher, HTTP endpoints, event routing.
 //! - [`telemetry`]: logs and the Prometheus recorder.
-//! - [`testkit`]: starts real nats-server, PostgreSQL and Unleash processes for tests, the demo and benchmarks.
+//! - [`testkit`]: starts real nats-server, PostgreSQL, Unleash, Prometheus and Alertmanager processes for tests, the demo and benchmarks.
 
 pub mod bus;
 pub mod commands;
 pub mod config;
 pub mod feedback;
 pub mod keptn;
+pub mod monitoring;
 pub mod resources;
 pub mod roles;
 pub mod service;

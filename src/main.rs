@@ -26,11 +26,8 @@ fn main() -> ExitCode {
             index,
         } => match commands::resolve(&remediation, &problem_title, root_cause.as_deref(), index) {
             Ok(action) => {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&action).expect("JSON value prints")
-                );
-                ExitCode::SUCCESS
+                let text = serde_json::to_string_pretty(&action).expect("JSON value prints");
+                print_quietly(&text)
             }
             Err(e) => {
                 eprintln!("error: {e}");
@@ -54,27 +51,49 @@ fn main() -> ExitCode {
             };
             let rt = runtime();
             match rt.block_on(commands_send(&nats, body)) {
-                Ok(line) => {
-                    println!("{line}");
-                    ExitCode::SUCCESS
-                }
+                Ok(line) => print_quietly(&line),
                 Err(e) => {
                     eprintln!("error: {e:#}");
                     ExitCode::FAILURE
                 }
             }
         }
+        Command::Healthcheck {
+            http_addr,
+            path,
+            timeout,
+        } => match commands::healthcheck(&http_addr, &path, timeout) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("unhealthy: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve(args) => {
             telemetry::init_logging(args.log_format);
             let rt = runtime();
             match rt.block_on(service::serve(*args, service::shutdown_signal())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
+                    // Once, through the log (stderr), in the chosen format.
                     tracing::error!(error = %format!("{e:#}"), "service failed");
-                    eprintln!("error: {e:#}");
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// Prints a line to stdout; a reader that went away (`… | head`) ends the command quietly.
+fn print_quietly(text: &str) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write to standard output: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -63,7 +63,7 @@ impl ActionRole {
             event_id = %meta.id,
             scope = %ev.scope,
             result = outcome.result(),
-            %message,
+            detail = %message,
             "toggle-feature done"
         );
         metrics::counter!("actions_total", "action" => action_label, "result" => outcome.result())

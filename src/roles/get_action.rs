@@ -47,7 +47,7 @@ impl GetActionRole {
             }
             Err((outcome, message)) => {
                 tracing::warn!(
-                    scope = %ev.scope, status = outcome.status(), %message,
+                    scope = %ev.scope, status = outcome.status(), detail = %message,
                     "get-action has no action to give"
                 );
                 let reply = self

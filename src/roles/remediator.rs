@@ -185,6 +185,13 @@ impl Remediator {
         Ok(())
     }
 
+    /// Whether a remediation is held for this problem, so that an OPEN for it starts nothing
+    /// new. A cheap read for the HTTP answer; [`Self::on_problem`] still decides.
+    pub async fn holds(&self, ev: &ProblemEvent) -> anyhow::Result<bool> {
+        let key = problem_key(&ev.scope, &ev.identity());
+        Ok(self.store.get(&key).await?.is_some())
+    }
+
     pub async fn on_action_finished(
         self: &Arc<Self>,
         meta: &Meta,
@@ -386,18 +393,21 @@ impl Remediator {
         metrics::counter!("remediations_total", "result" => result).increment(1);
         metrics::histogram!("remediation_duration_seconds")
             .record((now_ms() - record.started_ms).max(0) as f64 / 1000.0);
-        info!(scope = %record.scope, keptn_context = %record.keptn_context, result, message, "remediation finished");
+        crate::telemetry::waiting_ended(key, None);
+        info!(scope = %record.scope, shkeptncontext = %record.keptn_context, result, detail = message, "remediation finished");
         Ok(())
     }
 
     fn arm_timer(self: &Arc<Self>, key: String, action_triggered_id: String, deadline_ms: i64) {
         let this = Arc::clone(self);
+        crate::telemetry::waiting_started(&key, &action_triggered_id);
         tokio::spawn(async move {
             let wait = (deadline_ms - now_ms()).max(0) as u64;
             tokio::time::sleep(Duration::from_millis(wait)).await;
             if let Err(e) = this.on_timeout(&key, &action_triggered_id).await {
                 warn!(error = %format!("{e:#}"), "handling an action timeout failed");
             }
+            crate::telemetry::waiting_ended(&key, Some(&action_triggered_id));
         });
     }
 }

@@ -4,6 +4,7 @@
 pub mod http;
 pub mod nats;
 pub mod pipeline;
+pub(crate) mod systemd;
 
 use crate::config::{NatsMode, Role, ServeArgs};
 use crate::keptn::{EventFactory, types};
@@ -71,6 +72,7 @@ pub async fn serve(
         let _ = stop_tx.send(true);
     });
 
+    check_http_exposure(&args)?;
     let action = build_action_role(&args, &events)?;
     let notifier = crate::feedback::FeedbackConfig::from_args(
         &args.feedback,
@@ -94,9 +96,12 @@ pub async fn serve(
             subscribed: subscribed.clone(),
             token: args.http_token.clone(),
             metrics,
+            body_limit: args.http_body_limit,
+            grafana_secret: args.grafana_webhook_secret.clone(),
+            max_alerts: args.webhook_max_alerts,
+            webhook_in_flight: Default::default(),
         },
         &args.http_addr,
-        args.http_body_limit,
     )?;
     let http_handle = http_server.handle();
     let http_task = tokio::spawn(http_server);
@@ -168,6 +173,7 @@ pub async fn serve(
         args.pubsub_topic.clone()
     };
     let limit = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    tokio::spawn(systemd_lifecycle(subscribed.clone(), stop_rx.clone()));
     let consumed = if use_js {
         let stream = nats::ensure_stream(&js, &args.nats_stream, &subjects).await?;
         nats::run_jetstream(
@@ -193,6 +199,9 @@ pub async fn serve(
         .await
     };
     subscribed.store(false, Ordering::SeqCst);
+    if let Err(e) = systemd::notify("STOPPING=1") {
+        warn!(error = %e, "could not notify systemd of the stop");
+    }
     consumed?;
 
     info!("stopping: no new events; waiting for those in flight");
@@ -211,6 +220,69 @@ pub async fn serve(
     let _ = http_task.await;
     info!("stopped");
     Ok(())
+}
+
+/// Whether `addr` (`host:port`) can only be reached from this machine.
+pub fn is_loopback(addr: &str) -> bool {
+    if let Ok(sa) = addr.parse::<std::net::SocketAddr>() {
+        return sa.ip().is_loopback();
+    }
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    host.eq_ignore_ascii_case("localhost")
+}
+
+/// Anyone who reaches an unauthenticated listener can switch flags: outside loopback a token is
+/// required unless the operator opts out explicitly.
+fn check_http_exposure(args: &ServeArgs) -> anyhow::Result<()> {
+    if args.http_token.is_some() || is_loopback(&args.http_addr) {
+        return Ok(());
+    }
+    if args.http_allow_anonymous {
+        warn!(
+            addr = %args.http_addr,
+            "HTTP_TOKEN is not set and HTTP_ALLOW_ANONYMOUS=true: anyone who can reach this address can send events and switch flags"
+        );
+        return Ok(());
+    }
+    anyhow::bail!(
+        "HTTP_ADDR {} is not a loopback address and HTTP_TOKEN is not set: anyone who can reach it could switch flags. \
+         Set HTTP_TOKEN (clients send it as `x-token` or `Authorization: Bearer`), listen on 127.0.0.1, \
+         or set HTTP_ALLOW_ANONYMOUS=true to accept unauthenticated events",
+        args.http_addr
+    )
+}
+
+/// Under systemd (`Type=notify`): `READY=1` once the subscriptions are in place, then
+/// watchdog keep-alives while the service runs.
+async fn systemd_lifecycle(
+    subscribed: Arc<AtomicBool>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    while !subscribed.load(Ordering::SeqCst) {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    }
+    if let Err(e) = systemd::notify("READY=1\nSTATUS=subscribed, taking events") {
+        warn!(error = %e, "could not notify systemd that the service is ready");
+    }
+    let Some(every) = systemd::watchdog_interval() else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(every) => {
+                if let Err(e) = systemd::notify("WATCHDOG=1") {
+                    warn!(error = %e, "could not send the systemd watchdog keep-alive");
+                }
+            }
+        }
+    }
 }
 
 /// The action role, built before anything connects so that a bad Unleash configuration stops

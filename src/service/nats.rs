@@ -12,7 +12,6 @@
 use crate::bus::Publish;
 use crate::config::{NatsArgs, ServeArgs};
 use crate::keptn::outgoing::Link;
-use crate::keptn::types;
 use crate::service::pipeline::Pipeline;
 use anyhow::Context;
 use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
@@ -60,6 +59,8 @@ pub async fn connect(
 ) -> anyhow::Result<async_nats::Client> {
     let url = args.url();
     let shown = redact_url(&url);
+    let servers: Arc<Vec<String>> = Arc::new(url.split(',').filter_map(host_port).collect());
+    let last_failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     let opts = connect_options(args)
         .await?
         .name(name)
@@ -67,11 +68,37 @@ pub async fn connect(
         .retry_on_initial_connect()
         .event_callback(move |event| {
             let shown = shown.clone();
+            let servers = servers.clone();
+            let last = last_failure.clone();
             async move {
                 match event {
-                    async_nats::Event::Connected => info!(server = %shown, "NATS connected"),
+                    async_nats::Event::Connected => {
+                        *last.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                        metrics::gauge!("nats_connected").set(1.0);
+                        info!(server = %shown, "NATS connected")
+                    }
                     async_nats::Event::Disconnected => {
+                        metrics::gauge!("nats_connected").set(0.0);
                         warn!(server = %shown, "NATS disconnected; reconnecting")
+                    }
+                    async_nats::Event::ClientError(e) => {
+                        // The client's error names only the kind ("IO error"); a probe of the
+                        // address finds the cause. Repeats of the same failure go to debug.
+                        let cause = match probe(&servers).await {
+                            Some(cause) => format!("{e}: {cause}"),
+                            None => e.to_string(),
+                        };
+                        let repeat = {
+                            let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+                            let repeat = last.as_deref() == Some(cause.as_str());
+                            *last = Some(cause.clone());
+                            repeat
+                        };
+                        if repeat {
+                            tracing::debug!(server = %shown, error = %cause, "NATS connect failed again; retrying");
+                        } else {
+                            warn!(server = %shown, error = %cause, "NATS connect failed; retrying");
+                        }
                     }
                     other => info!(server = %shown, "NATS: {other}"),
                 }
@@ -80,6 +107,37 @@ pub async fn connect(
     opts.connect(url.as_str())
         .await
         .with_context(|| format!("connecting to NATS at {}", redact_url(&url)))
+}
+
+/// `host:port` of one NATS URL (`nats://user:pass@host:4222`, `tls://host`, `host:4222`).
+fn host_port(url: &str) -> Option<String> {
+    let rest = url.trim().split_once("://").map_or(url.trim(), |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let host = rest.split('/').next().filter(|h| !h.is_empty())?;
+    Some(if host.contains(':') && !host.ends_with(']') {
+        host.to_owned()
+    } else {
+        format!("{host}:4222")
+    })
+}
+
+/// Why the NATS servers cannot be reached at the TCP level (e.g. "connection refused"), or
+/// `None` when one of them accepts connections.
+async fn probe(servers: &[String]) -> Option<String> {
+    let mut causes = Vec::new();
+    for server in servers {
+        match tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect(server.as_str()),
+        )
+        .await
+        {
+            Ok(Ok(_)) => return None,
+            Ok(Err(e)) => causes.push(format!("{server}: {e}")),
+            Err(_) => causes.push(format!("{server}: no answer within 2 s")),
+        }
+    }
+    (!causes.is_empty()).then(|| causes.join(", "))
 }
 
 /// A URL without user info, for logs and errors.
@@ -131,7 +189,7 @@ impl Publish for NatsPublisher {
                     .await
                     .with_context(|| format!("publishing {subject}"))?,
             }
-            metrics::counter!("events_sent_total", "type" => types::short(&subject).to_owned())
+            metrics::counter!("events_sent_total", "type" => crate::telemetry::type_label(&subject))
                 .increment(1);
             Ok(())
         })

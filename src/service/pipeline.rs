@@ -44,7 +44,10 @@ impl Pipeline {
                 .map(types::short)
                 .unwrap_or("unknown")
                 .to_owned();
-        metrics::counter!("events_rejected_total", "type" => ty.clone(), "reason" => e.reason)
+        let label =
+            e.ty.as_deref()
+                .map_or("other", crate::telemetry::type_label);
+        metrics::counter!("events_rejected_total", "type" => label, "reason" => e.reason)
             .increment(1);
         warn!(
             event_id = e.id.as_deref().unwrap_or("-"),
@@ -74,11 +77,27 @@ impl Pipeline {
         }
     }
 
+    /// Whether an enabled role takes this event (what `dispatch` would not count as ignored).
+    pub(crate) fn handles(&self, incoming: &Incoming) -> bool {
+        match &incoming.kind {
+            Kind::Problem(_) => {
+                self.remediator.is_some()
+                    && (self.accept_sequences
+                        || types::remediation_sequence_stage(&incoming.meta.ty).is_none())
+            }
+            Kind::ActionFinished(_) => self.remediator.is_some(),
+            Kind::GetActionTriggered(_) => self.get_action.is_some(),
+            Kind::ActionTriggered(_) => self.action.is_some(),
+        }
+    }
+
     /// Hands a decoded event to its role.
     pub async fn dispatch(&self, incoming: Incoming) -> anyhow::Result<()> {
         let meta = &incoming.meta;
         let ty = types::short(&meta.ty).to_owned();
-        metrics::counter!("events_received_total", "type" => ty.clone()).increment(1);
+        let label = crate::telemetry::type_label(&meta.ty);
+        let _in_flight = crate::telemetry::InFlight::start();
+        metrics::counter!("events_received_total", "type" => label).increment(1);
         let scope = incoming.scope().map(|s| s.to_string()).unwrap_or_default();
         let span = info_span!(
             "event",
@@ -121,13 +140,13 @@ impl Pipeline {
             };
             match handled {
                 None => {
-                    metrics::counter!("events_ignored_total", "type" => ty.clone()).increment(1);
+                    metrics::counter!("events_ignored_total", "type" => label).increment(1);
                     debug!("no enabled role handles this event type");
                     Ok(())
                 }
                 Some(Ok(())) => Ok(()),
                 Some(Err(e)) => {
-                    metrics::counter!("events_failed_total", "type" => ty.clone()).increment(1);
+                    metrics::counter!("events_failed_total", "type" => label).increment(1);
                     warn!(error = %format!("{e:#}"), "handling the event failed");
                     Err(e)
                 }

@@ -212,6 +212,19 @@ pub async fn apply(
                 }
             },
         };
+        let result_label = match &result {
+            FlagResult::Confirmed => "confirmed",
+            FlagResult::Failed(_) => "failed",
+            FlagResult::Skipped(_) => "skipped",
+        };
+        metrics::counter!(
+            "flag_switches_total",
+            "flag" => crate::telemetry::capped_label("flag", &change.flag),
+            "environment" => crate::telemetry::capped_label("environment", environment),
+            "state" => on_off(change.on),
+            "result" => result_label
+        )
+        .increment(1);
         outcomes.push(FlagOutcome {
             flag: change.flag.clone(),
             on: change.on,

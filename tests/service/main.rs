@@ -12,3 +12,4 @@ mod keptn1x;
 mod outcomes;
 mod robustness;
 mod unleash_flows;
+mod webhooks;

@@ -105,7 +105,7 @@ async fn hundred_identical_opens_give_one_remediation() {
     let (_, metrics) = svc.get("/metrics").await;
     let dups: f64 = metrics
         .lines()
-        .find(|l| l.starts_with("duplicates_total"))
+        .find(|l| l.starts_with("unleash_remediation_duplicates_total"))
         .and_then(|l| l.split_whitespace().last())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0);
