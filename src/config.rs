@@ -382,6 +382,18 @@ pub struct ServeArgs {
     /// Retries of one Unleash request after a connection error, 429 or 5xx.
     #[arg(long, env = "UNLEASH_RETRIES", default_value_t = 3)]
     pub unleash_retries: u32,
+    /// Flags the action role may switch: comma-separated patterns, `*` any run of characters,
+    /// `?` one character (e.g. `EnableStaticContent,Promo-*`); unset allows every flag. A flag
+    /// outside is refused and named in action.finished; the action's other flags still run.
+    #[arg(long, env = "ALLOWED_FLAGS", value_delimiter = ',', num_args = 0..)]
+    pub allowed_flags: Option<Vec<String>>,
+    /// Flags one action may name; an action with more is refused whole, before any request.
+    #[arg(long, env = "MAX_FLAGS_PER_ACTION", default_value_t = crate::unleash::DEFAULT_MAX_FLAGS)]
+    pub max_flags_per_action: usize,
+    /// Evaluate and report every step (events carry `dryRun: true`) but write nothing to
+    /// Unleash; flags are only read.
+    #[arg(long, env = "DRY_RUN", default_value_t = false)]
+    pub dry_run: bool,
 
     /// HTTP listen address (health, readiness, metrics, event ingest).
     #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080")]

@@ -16,6 +16,7 @@
 //! - [`commands`]: what the `validate` and `resolve` subcommands do.
 //! - [`service`]: the running service — NATS consumers and publisher, HTTP endpoints, event routing.
 //! - [`telemetry`]: logs and the Prometheus recorder.
+//! - [`redact`]: configured secrets scrubbed from events and logs; control characters escaped in the text log.
 //! - [`testkit`]: starts real nats-server, PostgreSQL, Unleash, Prometheus and Alertmanager processes for tests, the demo and benchmarks.
 
 pub mod bus;
@@ -24,6 +25,7 @@ pub mod config;
 pub mod feedback;
 pub mod keptn;
 pub mod monitoring;
+pub mod redact;
 pub mod resources;
 pub mod roles;
 pub mod service;

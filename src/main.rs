@@ -118,7 +118,10 @@ async fn commands_send(
     let subject = event.ty().to_owned();
     let client = tokio::time::timeout(
         std::time::Duration::from_secs(10),
-        async_nats::connect_with_options(nats.url(), service::nats::connect_options(nats).await?),
+        async_nats::connect_with_options(
+            service::nats::servers(nats)?,
+            service::nats::connect_options(nats).await?,
+        ),
     )
     .await
     .map_err(|_| {

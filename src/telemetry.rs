@@ -39,6 +39,7 @@ fn text_subscriber(filter: EnvFilter, writer: StderrLines) {
         .with_env_filter(filter)
         .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+        .fmt_fields(crate::redact::EscapedFields)
         .try_init();
 }
 
@@ -185,9 +186,10 @@ impl Drop for LineBuffer {
         if self.buf.is_empty() {
             return;
         }
-        let mut line = Vec::with_capacity(self.prefix.len() + self.buf.len());
+        let text = crate::redact::scrub_log_line(&self.buf);
+        let mut line = Vec::with_capacity(self.prefix.len() + text.len());
         line.extend_from_slice(self.prefix.as_bytes());
-        line.extend_from_slice(&self.buf);
+        line.extend_from_slice(&text);
         let _ = std::io::stderr().lock().write_all(&line);
     }
 }
@@ -291,6 +293,14 @@ fn describe_metrics() {
     describe_counter!(
         "events_ignored_total",
         "Events no enabled role handles, by type."
+    );
+    describe_counter!(
+        "events_skipped_total",
+        "Events passed over without a reply, by reason: own_event (sent by this service), log_event (sh.keptn.log.*), unhandled_type (a type no role handles, under a wildcard subscription)."
+    );
+    describe_counter!(
+        "events_shortened_total",
+        "Outgoing events whose data was shortened to fit the NATS server's max_payload."
     );
     describe_counter!(
         "events_failed_total",
@@ -447,8 +457,12 @@ fn register_known_series() {
         "invalid_data",
         "missing_scope",
         "unsupported_type",
+        "subject_mismatch",
     ] {
         counter!("events_rejected_total", "type" => "other", "reason" => reason).absolute(0);
+    }
+    for reason in ["own_event", "log_event", "unhandled_type"] {
+        counter!("events_skipped_total", "reason" => reason).absolute(0);
     }
     for ty in KNOWN_TYPES.map(types::short) {
         counter!("events_sent_total", "type" => ty).absolute(0);
@@ -460,6 +474,7 @@ fn register_known_series() {
         "duplicates_total",
         "close_actions_total",
         "action_timeouts_total",
+        "events_shortened_total",
     ] {
         counter!(name).absolute(0);
     }

@@ -63,17 +63,60 @@ impl Outcome {
 #[derive(Debug, Clone)]
 pub struct EventFactory {
     source: String,
+    /// Takes the configured secrets out of every event's data.
+    scrubber: Option<std::sync::Arc<crate::redact::Scrubber>>,
+    dry_run: bool,
 }
+
+/// What starts the message of every event made during a dry run.
+pub const DRY_RUN_PREFIX: &str = "dry run: ";
 
 impl EventFactory {
     pub fn new(source: impl Into<String>) -> Self {
         EventFactory {
             source: source.into(),
+            scrubber: None,
+            dry_run: false,
         }
     }
 
+    /// Events whose data is scrubbed of every secret `scrubber` knows.
+    pub fn with_scrubber(mut self, scrubber: std::sync::Arc<crate::redact::Scrubber>) -> Self {
+        self.scrubber = Some(scrubber);
+        self
+    }
+
+    /// Events that say they report a dry run: `dryRun: true` in the data, messages starting
+    /// with [`DRY_RUN_PREFIX`].
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    /// The `source` of every event made here.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
     /// Any event: the envelope of SPEC section 8 around `data`.
-    pub fn event(&self, ty: &str, link: &Link, data: Value) -> Event {
+    pub fn event(&self, ty: &str, link: &Link, mut data: Value) -> Event {
+        if let Value::Object(map) = &mut data
+            && self.dry_run
+        {
+            map.insert("dryRun".into(), Value::Bool(true));
+            if let Some(Value::String(m)) = map.get_mut("message")
+                && !m.starts_with(DRY_RUN_PREFIX)
+            {
+                m.insert_str(0, DRY_RUN_PREFIX);
+            }
+        }
+        if let Some(s) = &self.scrubber {
+            s.scrub_value(&mut data);
+        }
         let mut builder = EventBuilderV10::new()
             .id(uuid::Uuid::new_v4().to_string())
             .source(self.source.clone())

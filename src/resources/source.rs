@@ -41,6 +41,9 @@ pub enum SourceError {
     },
     #[error("{origin} is larger than {MAX_FILE_BYTES} bytes")]
     TooLarge { origin: String },
+    /// A FIFO, a device or a socket: reading it could block or never end.
+    #[error("{origin} is not a regular file but {kind}")]
+    NotAFile { origin: String, kind: &'static str },
     #[error("{origin} is not UTF-8 text")]
     NotText { origin: String },
     /// The Keptn API answered with an error status.
@@ -203,28 +206,58 @@ async fn first_existing(paths: Vec<PathBuf>) -> Result<Option<Loaded>, SourceErr
     })
 }
 
+/// Reads a resource file, at most [`MAX_FILE_BYTES`]. Only regular files (after following
+/// symlinks) are read: a FIFO would block the reader, `/dev/zero` would never end. The file is
+/// opened without blocking and its type checked on the open handle, so a file swapped for a
+/// FIFO between look and open cannot block either; the read itself is bounded whatever the
+/// size claimed.
 fn read_file(path: &Path) -> Result<Option<Loaded>, SourceError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let origin = path.display().to_string();
     let io = |source| SourceError::Io {
         path: origin.clone(),
         source,
     };
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(e)),
     };
+    let meta = file.metadata().map_err(io)?;
     if meta.is_dir() {
         return Ok(None);
+    }
+    if !meta.is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        let kind = if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_char_device() {
+            "a character device"
+        } else if t.is_block_device() {
+            "a block device"
+        } else if t.is_socket() {
+            "a socket"
+        } else {
+            "not a file"
+        };
+        return Err(SourceError::NotAFile { origin, kind });
     }
     if meta.len() > MAX_FILE_BYTES as u64 {
         return Err(SourceError::TooLarge { origin });
     }
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io(e)),
-    };
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(SourceError::TooLarge { origin });
+    }
     let text = String::from_utf8(bytes).map_err(|_| SourceError::NotText {
         origin: origin.clone(),
     })?;
@@ -279,6 +312,10 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 #[derive(Debug, Clone)]
 pub struct KeptnApiSource {
     endpoint: String,
+    /// `endpoint` without user and password, for messages.
+    shown_endpoint: String,
+    /// The token and the endpoint's password, taken out of every message.
+    scrubber: crate::redact::Scrubber,
     token: ApiToken,
     api: ResourceApi,
     client: reqwest::Client,
@@ -302,13 +339,21 @@ impl KeptnApiSource {
         api: ResourceApi,
         timeout: Duration,
     ) -> Result<Self, SourceError> {
+        let shown = crate::redact::without_userinfo(endpoint);
         let parsed = url::Url::parse(endpoint).map_err(|e| SourceError::Unreachable {
-            url: endpoint.to_owned(),
+            url: shown.clone(),
             reason: format!("not a URL: {e}"),
         })?;
+        let password = parsed.password().map(|p| {
+            percent_encoding::percent_decode_str(p)
+                .decode_utf8_lossy()
+                .into_owned()
+        });
+        let scrubber =
+            crate::redact::Scrubber::new([Some(token.0.clone()), password].into_iter().flatten());
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(SourceError::Unreachable {
-                url: endpoint.to_owned(),
+                url: shown.clone(),
                 reason: "the Keptn API endpoint must be an http or https URL".into(),
             });
         }
@@ -317,11 +362,13 @@ impl KeptnApiSource {
             .connect_timeout(timeout)
             .build()
             .map_err(|e| SourceError::Unreachable {
-                url: endpoint.to_owned(),
-                reason: e.to_string(),
+                url: shown.clone(),
+                reason: scrubber.scrub(&e.to_string()).into_owned(),
             })?;
         Ok(KeptnApiSource {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
+            shown_endpoint: shown.trim_end_matches('/').to_owned(),
+            scrubber,
             token,
             api,
             client,
@@ -410,7 +457,7 @@ impl KeptnApiSource {
                     if attempt < self.retries && retryable(&e) =>
                 {
                     attempt += 1;
-                    tracing::warn!(%url, attempt, error = %e, "retrying the Keptn API");
+                    tracing::warn!(url = %self.shown(&url), attempt, error = %e, "retrying the Keptn API");
                     tokio::time::sleep(self.backoff * 2u32.saturating_pow(attempt - 1)).await;
                 }
                 other => return other,
@@ -418,14 +465,24 @@ impl KeptnApiSource {
         }
     }
 
-    async fn get_once(&self, url: &str) -> Result<Option<Loaded>, SourceError> {
+    /// `url` as it may be shown: without the endpoint's credentials.
+    fn shown(&self, url: &str) -> String {
+        match url.strip_prefix(&self.endpoint) {
+            Some(rest) => format!("{}{rest}", self.shown_endpoint),
+            None => crate::redact::without_userinfo(url),
+        }
+    }
+
+    async fn get_once(&self, request_url: &str) -> Result<Option<Loaded>, SourceError> {
+        let shown = self.shown(request_url);
+        let url = shown.as_str();
         let unreachable = |e: reqwest::Error| SourceError::Unreachable {
             url: url.to_owned(),
-            reason: error_chain(&e),
+            reason: self.scrubber.scrub(&error_chain(&e)).into_owned(),
         };
         let response = self
             .client
-            .get(url)
+            .get(request_url)
             .header("x-token", &self.token.0)
             .header("accept", "application/json")
             .send()
@@ -443,12 +500,22 @@ impl KeptnApiSource {
                 origin: url.to_owned(),
             });
         }
-        let body = response.bytes().await.map_err(unreachable)?;
+        // Read chunk by chunk: an answer without a length must not grow without bound either.
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_FILE_BYTES * 2 {
+                return Err(SourceError::TooLarge {
+                    origin: url.to_owned(),
+                });
+            }
+        }
         if !status.is_success() {
             return Err(SourceError::Status {
                 url: url.to_owned(),
                 status: status.as_u16(),
-                body: excerpt(&body),
+                body: self.scrubber.scrub(&excerpt(&body)).into_owned(),
             });
         }
         if body.len() > MAX_FILE_BYTES * 2 {
@@ -520,4 +587,108 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// `read_file` on another thread, failing the test if it does not return within 5 s.
+    fn read_within(path: PathBuf) -> Result<Option<Loaded>, SourceError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_file(&path));
+        });
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("reading the resource did not return within 5 s")
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join(REMEDIATION_FILE);
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo (coreutils)");
+        assert!(status.success());
+        let e = read_within(fifo).unwrap_err();
+        assert!(
+            matches!(e, SourceError::NotAFile { kind: "a FIFO", .. }),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains("is not a regular file but a FIFO"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_symlink_to_dev_zero_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join(REMEDIATION_FILE);
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        let e = read_within(link).unwrap_err();
+        assert!(e.to_string().contains("a character device"), "{e}");
+    }
+
+    #[test]
+    fn regular_files_are_read_up_to_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = dir.path().join("ok.yaml");
+        std::fs::write(&ok, "kind: Remediation\n").unwrap();
+        let target = dir.path().join("target.yaml");
+        std::fs::write(&target, "x: 1\n").unwrap();
+        let link = dir.path().join("link.yaml");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert_eq!(
+            read_within(ok).unwrap().unwrap().text,
+            "kind: Remediation\n"
+        );
+        assert_eq!(read_within(link).unwrap().unwrap().text, "x: 1\n");
+        let big = dir.path().join("big.yaml");
+        std::fs::write(&big, vec![b'#'; MAX_FILE_BYTES + 1]).unwrap();
+        assert!(matches!(
+            read_within(big),
+            Err(SourceError::TooLarge { .. })
+        ));
+        assert!(
+            read_within(dir.path().join("missing.yaml"))
+                .unwrap()
+                .is_none()
+        );
+        assert!(read_within(dir.path().to_path_buf()).unwrap().is_none());
+    }
+
+    #[test]
+    fn keptn_api_errors_carry_no_credentials() {
+        let source = KeptnApiSource::new(
+            "http://keptn:s3cret-pass@127.0.0.1:9/api",
+            ApiToken::new("s3cret-token"),
+            ResourceApi::ResourceService,
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let url = source
+            .remediation_url(
+                &Scope {
+                    project: "p".into(),
+                    stage: "s".into(),
+                    service: String::new(),
+                },
+                None,
+            )
+            .unwrap();
+        assert_eq!(
+            source.shown(&url),
+            "http://127.0.0.1:9/api/resource-service/v1/project/p/stage/s/resource/remediation.yaml"
+        );
+        assert_eq!(
+            source
+                .scrubber
+                .scrub("bad token s3cret-token for s3cret-pass"),
+            "bad token *** for ***"
+        );
+    }
 }

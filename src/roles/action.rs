@@ -11,7 +11,7 @@ use crate::bus::Publish;
 use crate::keptn::outgoing::{Link, Outcome};
 use crate::keptn::types::{FEATURETOGGLE, TOGGLE_FEATURE};
 use crate::keptn::{ActionTriggered, EventFactory, Meta};
-use crate::unleash::{UnleashClient, apply, parse_value};
+use crate::unleash::{FlagPolicy, UnleashClient, apply_with, parse_value};
 
 /// Handles `action.triggered` events for Unleash flags.
 #[derive(Debug, Clone)]
@@ -20,6 +20,7 @@ pub struct ActionRole {
     events: EventFactory,
     /// `UNLEASH_ENVIRONMENT`; when unset, the event's stage names the Unleash environment.
     environment: Option<String>,
+    policy: FlagPolicy,
 }
 
 impl ActionRole {
@@ -28,7 +29,14 @@ impl ActionRole {
             client,
             events,
             environment: environment.filter(|e| !e.trim().is_empty()),
+            policy: FlagPolicy::default(),
         }
+    }
+
+    /// `ALLOWED_FLAGS`, `MAX_FLAGS_PER_ACTION` and `DRY_RUN`.
+    pub fn with_policy(mut self, policy: FlagPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Whether this role answers an action of that name (`toggle-feature`, `featuretoggle`,
@@ -54,33 +62,49 @@ impl ActionRole {
         }
         let action_label = action.to_ascii_lowercase();
         let link = Link::reply_to(meta);
-        out.publish(self.events.action_started(&link, &ev.scope, &ev.labels))
+        // A dry-run remediator marks its action.triggered; the action is then a dry run too.
+        let asked_dry = ev.data.get("dryRun").and_then(serde_json::Value::as_bool) == Some(true);
+        let dry_run = self.policy.dry_run() || asked_dry;
+        let events = self
+            .events
+            .clone()
+            .dry_run(dry_run || self.events.is_dry_run());
+        out.publish(events.action_started(&link, &ev.scope, &ev.labels))
             .await?;
 
-        let (outcome, message) = self.run(ev).await;
+        let (outcome, message) = self.run(ev, dry_run).await;
         tracing::info!(
             shkeptncontext = %link.keptn_context,
             event_id = %meta.id,
             scope = %ev.scope,
             result = outcome.result(),
+            dry_run,
             detail = %message,
             "toggle-feature done"
         );
         metrics::counter!("actions_total", "action" => action_label, "result" => outcome.result())
             .increment(1);
-        out.publish(
-            self.events
-                .action_finished(&link, &ev.scope, &ev.labels, outcome, &message),
-        )
-        .await?;
+        out.publish(events.action_finished(&link, &ev.scope, &ev.labels, outcome, &message))
+            .await?;
         Ok(())
     }
 
-    async fn run(&self, ev: &ActionTriggered) -> (Outcome, String) {
+    async fn run(&self, ev: &ActionTriggered, dry_run: bool) -> (Outcome, String) {
         let changes = match parse_value(&ev.action.value) {
             Ok(changes) => changes,
             Err(e) => return (Outcome::Errored, e.to_string()),
         };
+        // Refused whole, before any request: one action must not become thousands of them.
+        if changes.len() > self.policy.max_flags() {
+            return (
+                Outcome::Errored,
+                format!(
+                    "the action names {} flags; at most {} are switched by one action (MAX_FLAGS_PER_ACTION); no flag was switched",
+                    changes.len(),
+                    self.policy.max_flags()
+                ),
+            );
+        }
         let environment = match self.environment.as_deref() {
             Some(env) => env,
             None if !ev.scope.stage.trim().is_empty() => ev.scope.stage.trim(),
@@ -91,8 +115,14 @@ impl ActionRole {
                 );
             }
         };
-        let report = apply(&self.client, environment, &changes).await;
-        let outcome = if report.succeeded() {
+        let policy = self.policy.clone().with_dry_run(dry_run);
+        let report = apply_with(&self.client, environment, &changes, &policy).await;
+        let done = if dry_run {
+            report.would_succeed()
+        } else {
+            report.succeeded()
+        };
+        let outcome = if done {
             Outcome::Pass
         } else {
             Outcome::Errored

@@ -65,7 +65,14 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let metrics = crate::telemetry::metrics_handle();
-    let events = EventFactory::new(args.event_source.clone());
+    let scrubber = Arc::new(crate::redact::Scrubber::from_serve_args(&args));
+    crate::redact::scrub_logs_with(scrubber.clone());
+    let events = EventFactory::new(args.event_source.clone())
+        .with_scrubber(scrubber)
+        .dry_run(args.dry_run);
+    if args.dry_run {
+        warn!("DRY_RUN: every step is evaluated and reported, nothing is written to Unleash");
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         stop.await;
@@ -88,6 +95,7 @@ pub async fn serve(
     )
     .await?;
     let subscribed = Arc::new(AtomicBool::new(false));
+    tokio::spawn(systemd_lifecycle(subscribed.clone(), stop_rx.clone()));
     let slot: Arc<OnceLock<Arc<Pipeline>>> = Arc::new(OnceLock::new());
     let (http_server, http_addr) = http::server(
         http::HttpState {
@@ -173,7 +181,6 @@ pub async fn serve(
         args.pubsub_topic.clone()
     };
     let limit = Arc::new(Semaphore::new(args.concurrency.max(1)));
-    tokio::spawn(systemd_lifecycle(subscribed.clone(), stop_rx.clone()));
     let consumed = if use_js {
         let stream = nats::ensure_stream(&js, &args.nats_stream, &subjects).await?;
         nats::run_jetstream(
@@ -252,8 +259,8 @@ fn check_http_exposure(args: &ServeArgs) -> anyhow::Result<()> {
     )
 }
 
-/// Under systemd (`Type=notify`): `READY=1` once the subscriptions are in place, then
-/// watchdog keep-alives while the service runs.
+/// Under systemd (`Type=notify`): `READY=1` once the subscriptions are in place, and watchdog
+/// keep-alives from the start (also while NATS is still being waited for) until the stop.
 async fn systemd_lifecycle(
     subscribed: Arc<AtomicBool>,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -261,26 +268,30 @@ async fn systemd_lifecycle(
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
     }
-    while !subscribed.load(Ordering::SeqCst) {
+    let watchdog = systemd::watchdog_interval();
+    let mut ready = false;
+    let mut last_keepalive = std::time::Instant::now();
+    loop {
+        if !ready && subscribed.load(Ordering::SeqCst) {
+            ready = true;
+            if let Err(e) = systemd::notify("READY=1\nSTATUS=subscribed, taking events") {
+                warn!(error = %e, "could not notify systemd that the service is ready");
+            }
+        }
+        if let Some(every) = watchdog
+            && last_keepalive.elapsed() >= every
+        {
+            last_keepalive = std::time::Instant::now();
+            if let Err(e) = systemd::notify("WATCHDOG=1") {
+                warn!(error = %e, "could not send the systemd watchdog keep-alive");
+            }
+        }
+        if ready && watchdog.is_none() {
+            return;
+        }
         tokio::select! {
             _ = stop.changed() => return,
             _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-        }
-    }
-    if let Err(e) = systemd::notify("READY=1\nSTATUS=subscribed, taking events") {
-        warn!(error = %e, "could not notify systemd that the service is ready");
-    }
-    let Some(every) = systemd::watchdog_interval() else {
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            _ = tokio::time::sleep(every) => {
-                if let Err(e) = systemd::notify("WATCHDOG=1") {
-                    warn!(error = %e, "could not send the systemd watchdog keep-alive");
-                }
-            }
         }
     }
 }
@@ -309,11 +320,23 @@ fn build_action_role(
             backoff: Duration::from_millis(200),
         };
         let client = UnleashClient::new(config).context("configuring the Unleash client")?;
-        Some(crate::roles::action::ActionRole::new(
-            client,
-            events.clone(),
-            args.unleash_environment.clone(),
-        ))
+        let allowed = args.allowed_flags.as_ref().map(|list| {
+            list.iter()
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect::<Vec<_>>()
+        });
+        let policy =
+            crate::unleash::FlagPolicy::new(allowed, args.max_flags_per_action, args.dry_run)
+                .map_err(anyhow::Error::msg)?;
+        Some(
+            crate::roles::action::ActionRole::new(
+                client,
+                events.clone(),
+                args.unleash_environment.clone(),
+            )
+            .with_policy(policy),
+        )
     } else {
         None
     })

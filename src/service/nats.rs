@@ -19,12 +19,71 @@ use cloudevents::AttributesReader;
 use cloudevents::Event;
 use futures::StreamExt;
 use futures::future::BoxFuture;
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
-/// Connect options with the configured auth and TLS.
+/// Credentials written into `NATS_URL`.
+#[derive(Clone, PartialEq, Eq)]
+enum UrlAuth {
+    /// `nats://user:password@host`
+    UserPassword(String, String),
+    /// `nats://token@host`
+    Token(String),
+}
+
+/// The servers of `NATS_URL` (or `PUBSUB_URL`) without user info, and the credentials written
+/// into them. The client library does not read credentials from the URL and would print them
+/// in its debug log, so it only ever gets the bare addresses.
+pub fn servers(args: &NatsArgs) -> anyhow::Result<String> {
+    Ok(split_credentials(&args.url())?.0)
+}
+
+fn split_credentials(urls: &str) -> anyhow::Result<(String, Option<UrlAuth>)> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .map(|s| s.into_owned())
+            .map_err(|_| anyhow::anyhow!("the credentials in NATS_URL are not UTF-8"))
+    };
+    let mut auth: Option<UrlAuth> = None;
+    let mut bare = Vec::new();
+    for entry in urls.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        if !entry.contains('@') {
+            bare.push(entry.to_owned());
+            continue;
+        }
+        let full = if entry.contains("://") {
+            entry.to_owned()
+        } else {
+            format!("nats://{entry}")
+        };
+        let mut url = url::Url::parse(&full)
+            .map_err(|e| anyhow::anyhow!("NATS_URL {} is not a URL: {e}", redact_url(entry)))?;
+        let found = match (url.username(), url.password()) {
+            ("", None) => None,
+            (user, Some(pass)) => Some(UrlAuth::UserPassword(decode(user)?, decode(pass)?)),
+            (token, None) => Some(UrlAuth::Token(decode(token)?)),
+        };
+        if let Some(found) = found {
+            match &auth {
+                Some(known) if *known != found => anyhow::bail!(
+                    "NATS_URL names different credentials for different servers; write them once, or use NATS_USER/NATS_PASSWORD or NATS_TOKEN"
+                ),
+                _ => auth = Some(found),
+            }
+        }
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        bare.push(url.to_string());
+    }
+    Ok((bare.join(","), auth))
+}
+
+/// Connect options with the configured auth and TLS. Credentials in `NATS_URL` are used when
+/// no `NATS_TOKEN` or `NATS_USER`/`NATS_PASSWORD` is set.
 pub async fn connect_options(args: &NatsArgs) -> anyhow::Result<async_nats::ConnectOptions> {
     let mut opts = match &args.nats_creds {
         Some(path) => async_nats::ConnectOptions::with_credentials_file(path)
@@ -32,6 +91,15 @@ pub async fn connect_options(args: &NatsArgs) -> anyhow::Result<async_nats::Conn
             .with_context(|| format!("reading NATS credentials file {}", path.display()))?,
         None => async_nats::ConnectOptions::new(),
     };
+    let explicit = args.nats_token.is_some() || args.nats_user.is_some();
+    match split_credentials(&args.url())?.1 {
+        Some(_) if explicit => {
+            warn!("NATS_URL carries credentials, but NATS_TOKEN or NATS_USER is set; using those")
+        }
+        Some(UrlAuth::UserPassword(user, pass)) => opts = opts.user_and_password(user, pass),
+        Some(UrlAuth::Token(token)) => opts = opts.token(token),
+        None => {}
+    }
     if let Some(token) = &args.nats_token {
         opts = opts.token(token.expose().to_owned());
     }
@@ -57,7 +125,7 @@ pub async fn connect(
     name: &str,
     subscription_capacity: usize,
 ) -> anyhow::Result<async_nats::Client> {
-    let url = args.url();
+    let url = servers(args)?;
     let shown = redact_url(&url);
     let servers: Arc<Vec<String>> = Arc::new(url.split(',').filter_map(host_port).collect());
     let last_failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
@@ -174,7 +242,8 @@ impl Publish for NatsPublisher {
     fn publish(&self, event: Event) -> BoxFuture<'_, anyhow::Result<()>> {
         Box::pin(async move {
             let subject = event.ty().to_owned();
-            let payload = bytes::Bytes::from(serde_json::to_vec(&event)?);
+            let max = self.client.server_info().max_payload;
+            let payload = bytes::Bytes::from(encode_within(&event, max)?);
             match &self.js {
                 Some(js) => {
                     js.publish(subject.clone(), payload)
@@ -194,6 +263,135 @@ impl Publish for NatsPublisher {
             Ok(())
         })
     }
+}
+
+/// Bytes kept free below `max_payload`: room for headers a future publish might add.
+const PAYLOAD_MARGIN: usize = 256;
+
+/// The event as JSON, no larger than the server's `max_payload` (`0`: unknown, no limit): an
+/// event that does not fit is not dropped but has its data shortened, every member getting a
+/// fair share of the room (small members such as status and result stay whole), and says so in
+/// `data.truncated`.
+pub fn encode_within(event: &Event, max_payload: usize) -> anyhow::Result<Vec<u8>> {
+    let bytes = serde_json::to_vec(event)?;
+    let limit = max_payload.saturating_sub(PAYLOAD_MARGIN);
+    if max_payload == 0 || bytes.len() <= limit {
+        return Ok(bytes);
+    }
+    let mut value = serde_json::to_value(event)?;
+    let note = format!(
+        "data shortened from {} bytes to fit the NATS server's max_payload of {max_payload} bytes",
+        bytes.len()
+    );
+    let data_len = value.get("data").map(json_len).unwrap_or(0);
+    let envelope = bytes.len() - data_len + note.len() + 32;
+    if let Some(data) = value.get_mut("data") {
+        shrink(data, limit.saturating_sub(envelope));
+        if let Value::Object(map) = data {
+            map.insert("truncated".into(), Value::String(note));
+        }
+    }
+    let out = serde_json::to_vec(&value)?;
+    anyhow::ensure!(
+        out.len() <= max_payload,
+        "{} does not fit in the NATS server's max_payload of {max_payload} bytes even when shortened",
+        event.ty()
+    );
+    warn!(
+        event_type = %crate::keptn::types::short(event.ty()),
+        size = bytes.len(),
+        sent = out.len(),
+        max_payload,
+        "outgoing event larger than NATS allows; its data was shortened"
+    );
+    metrics::counter!("events_shortened_total").increment(1);
+    Ok(out)
+}
+
+fn json_len(v: &Value) -> usize {
+    serde_json::to_vec(v).map(|b| b.len()).unwrap_or(0)
+}
+
+/// Members smaller than this after sharing are left out rather than cut.
+const MIN_SHARE: usize = 24;
+
+/// Shortens `v` to about `budget` bytes of JSON: long strings keep their beginning, objects and
+/// arrays share the budget out among their members max-min fairly and leave out what gets too
+/// small a share (saying how many).
+fn shrink(v: &mut Value, budget: usize) {
+    if json_len(v) <= budget {
+        return;
+    }
+    match v {
+        Value::String(s) => {
+            let total = s.len();
+            let mut keep = budget.min(total);
+            loop {
+                while !s.is_char_boundary(keep) {
+                    keep -= 1;
+                }
+                let cut = format!("{}… [{} of {total} bytes cut]", &s[..keep], total - keep);
+                if keep == 0 || json_len(&Value::String(cut.clone())) <= budget {
+                    *s = cut;
+                    return;
+                }
+                keep = keep * 3 / 4;
+            }
+        }
+        Value::Object(map) => {
+            let sizes: Vec<usize> = map.iter().map(|(k, v)| k.len() + 4 + json_len(v)).collect();
+            let shares = fair_shares(&sizes, budget.saturating_sub(48));
+            let old = std::mem::take(map);
+            let mut left_out = 0;
+            for (((k, mut v), share), size) in old.into_iter().zip(shares).zip(sizes) {
+                if share < size && share < MIN_SHARE + k.len() {
+                    left_out += 1;
+                    continue;
+                }
+                shrink(&mut v, share.saturating_sub(k.len() + 4));
+                map.insert(k, v);
+            }
+            if left_out > 0 {
+                map.insert(
+                    "…".into(),
+                    Value::String(format!("{left_out} more members left out")),
+                );
+            }
+        }
+        Value::Array(items) => {
+            let sizes: Vec<usize> = items.iter().map(|v| json_len(v) + 1).collect();
+            let shares = fair_shares(&sizes, budget.saturating_sub(40));
+            let old = std::mem::take(items);
+            let mut left_out = 0;
+            for ((mut v, share), size) in old.into_iter().zip(shares).zip(sizes) {
+                if share < size && share < MIN_SHARE {
+                    left_out += 1;
+                    continue;
+                }
+                shrink(&mut v, share.saturating_sub(1));
+                items.push(v);
+            }
+            if left_out > 0 {
+                items.push(Value::String(format!("… {left_out} more left out")));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Max-min fair division of `budget` among items of `sizes`: each gets its size if that is no
+/// more than an equal part of what the smaller ones left, else that equal part.
+fn fair_shares(sizes: &[usize], budget: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..sizes.len()).collect();
+    order.sort_by_key(|&i| sizes[i]);
+    let mut shares = vec![0; sizes.len()];
+    let mut remaining = budget;
+    for (n, &i) in order.iter().enumerate() {
+        let fair = remaining / (sizes.len() - n);
+        shares[i] = sizes[i].min(fair);
+        remaining -= shares[i];
+    }
+    shares
 }
 
 /// Whether the server has JetStream enabled for this account. Asks `$JS.API.INFO` and reads
@@ -289,7 +487,7 @@ pub async fn run_core(
                 let permit = limit.clone().acquire_owned().await.expect("semaphore open");
                 let pipeline = pipeline.clone();
                 tokio::spawn(async move {
-                    let _ = pipeline.handle_payload(&msg.payload).await;
+                    let _ = pipeline.handle_payload(&msg.subject, &msg.payload).await;
                     drop(permit);
                 });
             }
@@ -404,7 +602,7 @@ async fn handle_js(
     max_deliver: i64,
 ) {
     let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
-    let work = pipeline.handle_payload(&msg.payload);
+    let work = pipeline.handle_payload(&msg.subject, &msg.payload);
     tokio::pin!(work);
     let mut ticker = tokio::time::interval((ack_wait / 3).max(Duration::from_millis(200)));
     ticker.tick().await;
@@ -439,5 +637,86 @@ async fn handle_js(
             let delay = Duration::from_millis(500 * (1u64 << delivered.clamp(0, 6) as u32));
             let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keptn::Scope;
+    use crate::keptn::outgoing::{EventFactory, Link, Outcome};
+
+    #[test]
+    fn credentials_leave_the_url() {
+        let (bare, auth) = split_credentials(
+            "nats://svc:p%40ss@127.0.0.1:4222, nats://svc:p%40ss@h2:4223,h3:4224",
+        )
+        .unwrap();
+        assert_eq!(bare, "nats://127.0.0.1:4222,nats://h2:4223,h3:4224");
+        assert!(auth == Some(UrlAuth::UserPassword("svc".into(), "p@ss".into())));
+        let (bare, auth) = split_credentials("tok3n@127.0.0.1:4222").unwrap();
+        assert_eq!(bare, "nats://127.0.0.1:4222");
+        assert!(auth == Some(UrlAuth::Token("tok3n".into())));
+        assert!(split_credentials("nats://a:b@h1,nats://c:d@h2").is_err());
+        let (bare, auth) = split_credentials("nats://127.0.0.1:4222").unwrap();
+        assert_eq!(bare, "nats://127.0.0.1:4222");
+        assert!(auth.is_none());
+    }
+
+    #[test]
+    fn large_events_are_shortened_to_fit_and_keep_what_matters() {
+        let f = EventFactory::new("unleash-remediation-service");
+        let scope = Scope {
+            project: "website".into(),
+            stage: "production".into(),
+            service: "front-end".into(),
+        };
+        let labels = (0..2000)
+            .map(|i| (format!("label-{i}"), "x".repeat(100)))
+            .collect();
+        let message = (0..20_000)
+            .map(|i| format!("Flag-{i}: on (confirmed)"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let link = Link {
+            keptn_context: "ctx".into(),
+            ..Default::default()
+        };
+        let event = f.action_finished(&link, &scope, &labels, Outcome::Errored, &message);
+        let full = serde_json::to_vec(&event).unwrap().len();
+        assert!(full > 600_000);
+        for max in [full + PAYLOAD_MARGIN, 65_536, 8192, 2048] {
+            let out = encode_within(&event, max).unwrap();
+            assert!(out.len() <= max, "{} > {max}", out.len());
+            let v: Value = serde_json::from_slice(&out).unwrap();
+            let d = &v["data"];
+            assert_eq!(d["status"], "errored");
+            assert_eq!(d["result"], "fail");
+            assert_eq!(d["project"], "website");
+            assert!(
+                d["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("Flag-0: on")),
+                "{max}: {d}"
+            );
+            if max > full {
+                assert_eq!(out.len(), full);
+                continue;
+            }
+            assert!(d["truncated"].as_str().unwrap().contains("max_payload"));
+            assert_eq!(v["type"], "sh.keptn.event.action.finished");
+        }
+        // What fits is sent unchanged.
+        let small = f.action_finished(&link, &scope, &Default::default(), Outcome::Pass, "ok");
+        assert_eq!(
+            encode_within(&small, 1024 * 1024).unwrap(),
+            serde_json::to_vec(&small).unwrap()
+        );
+    }
+
+    #[test]
+    fn fair_shares_favour_the_small() {
+        assert_eq!(fair_shares(&[10, 1000, 20], 100), vec![10, 70, 20]);
+        assert_eq!(fair_shares(&[10, 20], 100), vec![10, 20]);
     }
 }

@@ -24,21 +24,66 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Decodes and handles one structured-mode event. An unusable event is rejected (logged,
-    /// counted, reported as `sh.keptn.log.error`) and counts as handled; `Err` means a transient
-    /// failure worth a redelivery.
-    pub async fn handle_payload(&self, payload: &[u8]) -> anyhow::Result<()> {
+    /// Decodes and handles one structured-mode event that arrived on NATS `subject`. An unusable
+    /// event is rejected (logged, counted, reported as `sh.keptn.log.error`) and counts as
+    /// handled; `Err` means a transient failure worth a redelivery.
+    ///
+    /// The subject is what NATS permissions control, so an event is only handled when its
+    /// `type` is its subject (the Keptn convention): otherwise a sender allowed to publish
+    /// problems only could trigger actions. Events nobody here handles are not answered when
+    /// this service sent them itself or they are logs (`sh.keptn.log.*`), so that a broad
+    /// subscription such as `sh.keptn.>` cannot feed on its own replies; with such a
+    /// subscription, other services' events of types no role handles are passed over too.
+    pub async fn handle_payload(&self, subject: &str, payload: &[u8]) -> anyhow::Result<()> {
         match crate::keptn::decode_bytes(payload) {
-            Ok(incoming) => self.dispatch(incoming).await,
+            Ok(incoming) if incoming.meta.ty == subject => self.dispatch(incoming).await,
+            Ok(incoming) => {
+                let meta = &incoming.meta;
+                if meta.source == self.events.source() {
+                    skip("own_event", &meta.ty);
+                    return Ok(());
+                }
+                self.reject(&mismatch(
+                    subject,
+                    Some(meta.id.clone()),
+                    Some(meta.ty.clone()),
+                    meta.keptn_context.clone(),
+                ))
+                .await;
+                Ok(())
+            }
             Err(e) => {
+                let ty = e.ty.as_deref().unwrap_or_default();
+                if is_log(ty) {
+                    skip("log_event", ty);
+                    return Ok(());
+                }
+                if sent_by(payload, self.events.source()) {
+                    skip("own_event", ty);
+                    return Ok(());
+                }
+                if e.reason == "unsupported_type" {
+                    if ty == subject {
+                        skip("unhandled_type", ty);
+                        return Ok(());
+                    }
+                    let e = mismatch(subject, e.id, e.ty, e.keptn_context);
+                    self.reject(&e).await;
+                    return Ok(());
+                }
                 self.reject(&e).await;
                 Ok(())
             }
         }
     }
 
-    /// Logs, counts and reports an event that cannot be used.
+    /// Logs, counts and reports an event that cannot be used. A log event is never answered
+    /// with another one.
     pub async fn reject(&self, e: &DecodeError) {
+        if e.ty.as_deref().is_some_and(is_log) {
+            skip("log_event", e.ty.as_deref().unwrap_or_default());
+            return;
+        }
         let ty =
             e.ty.as_deref()
                 .map(types::short)
@@ -154,5 +199,47 @@ impl Pipeline {
         }
         .instrument(span)
         .await
+    }
+}
+
+/// Whether `ty` is a Keptn log event (`sh.keptn.log.error`, …).
+fn is_log(ty: &str) -> bool {
+    ty.starts_with("sh.keptn.log.")
+}
+
+/// Whether the message's `source` is `source` (read without decoding the rest of it).
+fn sent_by(payload: &[u8], source: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        source: Option<serde_json::Value>,
+    }
+    serde_json::from_slice::<Envelope>(payload)
+        .ok()
+        .and_then(|e| e.source)
+        .is_some_and(|s| s.as_str() == Some(source))
+}
+
+/// Counts an event that is deliberately not handled and not answered.
+fn skip(reason: &'static str, ty: &str) {
+    metrics::counter!("events_skipped_total", "reason" => reason).increment(1);
+    debug!(event_type = %ty, reason, "event not handled and not answered");
+}
+
+/// The rejection of an event whose type is not the subject it came on.
+fn mismatch(
+    subject: &str,
+    id: Option<String>,
+    ty: Option<String>,
+    keptn_context: Option<String>,
+) -> DecodeError {
+    DecodeError {
+        reason: "subject_mismatch",
+        message: format!(
+            "the event's type {:?} is not the subject {subject:?} it was published on; the type must be the subject",
+            ty.as_deref().unwrap_or_default()
+        ),
+        id,
+        ty,
+        keptn_context,
     }
 }

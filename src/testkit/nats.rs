@@ -13,16 +13,33 @@ pub struct NatsServer {
     port: u16,
     store: tempfile_dir::TempDir,
     child: Option<Child>,
+    /// A configuration file passed with `-c` (limits, users), when given.
+    config: Option<PathBuf>,
 }
 
 impl NatsServer {
     /// Starts `nats-server -js` on a free port. Fails with install instructions when the binary
     /// is missing.
     pub fn start() -> anyhow::Result<NatsServer> {
+        Self::start_with_config("")
+    }
+
+    /// Like [`NatsServer::start`], with `config` (nats-server configuration syntax, e.g.
+    /// `max_payload: 16384` or an `authorization` block) as the server's configuration file.
+    pub fn start_with_config(config: &str) -> anyhow::Result<NatsServer> {
+        let store = tempfile_dir::TempDir::new("nats")?;
+        let config = if config.is_empty() {
+            None
+        } else {
+            let path = store.path().join("nats.conf");
+            std::fs::write(&path, config).context("writing the nats-server configuration")?;
+            Some(path)
+        };
         let mut server = NatsServer {
             port: super::free_port(),
-            store: tempfile_dir::TempDir::new("nats")?,
+            store,
             child: None,
+            config,
         };
         server.start_again()?;
         Ok(server)
@@ -47,7 +64,11 @@ impl NatsServer {
              (or put a nats-server binary on PATH); the test suite's script does this itself",
         )?;
         let log = self.store.path().join("nats.log");
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        if let Some(config) = &self.config {
+            command.arg("-c").arg(config);
+        }
+        let child = command
             .args([
                 "-a",
                 "127.0.0.1",

@@ -14,5 +14,6 @@ pub use client::{
     validate_flag_name,
 };
 pub use toggle::{
-    FlagChange, FlagOutcome, FlagResult, ToggleReport, ValueError, apply, parse_value,
+    DEFAULT_MAX_FLAGS, FlagChange, FlagOutcome, FlagPolicy, FlagResult, ToggleReport, ValueError,
+    apply, apply_with, glob_match, parse_value,
 };

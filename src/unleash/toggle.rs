@@ -139,6 +139,12 @@ pub enum FlagResult {
     /// Not tried, because an earlier flag failed in a way that every flag would (token,
     /// server, environment).
     Skipped(String),
+    /// Not tried: `ALLOWED_FLAGS` does not name it.
+    Refused(String),
+    /// Dry run: the flag was read (its current state), nothing was written.
+    WouldSwitch {
+        currently_on: bool,
+    },
 }
 
 impl fmt::Display for FlagOutcome {
@@ -154,8 +160,137 @@ impl fmt::Display for FlagOutcome {
             FlagResult::Skipped(why) => {
                 write!(f, "{}: not switched {} ({why})", self.flag, on_off(self.on))
             }
+            FlagResult::Refused(why) => {
+                write!(
+                    f,
+                    "{}: refused, not switched {} ({why})",
+                    self.flag,
+                    on_off(self.on)
+                )
+            }
+            FlagResult::WouldSwitch { currently_on } => write!(
+                f,
+                "{}: would switch {} (now {})",
+                self.flag,
+                on_off(self.on),
+                on_off(*currently_on)
+            ),
         }
     }
+}
+
+/// Flags an action may name by default before it is refused as a whole
+/// (`MAX_FLAGS_PER_ACTION`).
+pub const DEFAULT_MAX_FLAGS: usize = 100;
+
+/// Per-flag lines a message lists before it summarises the rest.
+const MESSAGE_FLAGS: usize = 50;
+
+/// Which flags an action may switch, how many at once, and whether anything is written.
+#[derive(Debug, Clone)]
+pub struct FlagPolicy {
+    /// `ALLOWED_FLAGS` glob patterns; `None` allows every flag.
+    allowed: Option<Vec<String>>,
+    max_flags: usize,
+    dry_run: bool,
+}
+
+impl Default for FlagPolicy {
+    fn default() -> Self {
+        FlagPolicy {
+            allowed: None,
+            max_flags: DEFAULT_MAX_FLAGS,
+            dry_run: false,
+        }
+    }
+}
+
+impl FlagPolicy {
+    /// Checks the patterns: each non-empty, made of flag-name characters and the wildcards `*`
+    /// (any run of characters) and `?` (one character).
+    pub fn new(
+        allowed: Option<Vec<String>>,
+        max_flags: usize,
+        dry_run: bool,
+    ) -> Result<Self, String> {
+        if let Some(patterns) = &allowed {
+            if patterns.is_empty() {
+                return Err("ALLOWED_FLAGS is set but names no pattern: unset it to allow every flag, or list patterns such as EnableStaticContent,Promo-*".into());
+            }
+            for p in patterns {
+                if p.is_empty() {
+                    return Err("ALLOWED_FLAGS has an empty pattern (two commas in a row?)".into());
+                }
+                if let Some(c) = p.chars().find(|c| {
+                    !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~' | '*' | '?'))
+                }) {
+                    return Err(format!(
+                        "ALLOWED_FLAGS pattern {p:?}: character {c:?} cannot be in a flag name (use letters, digits, '-', '_', '.', '~' and the wildcards '*' and '?')"
+                    ));
+                }
+            }
+        }
+        if max_flags == 0 {
+            return Err("MAX_FLAGS_PER_ACTION must be at least 1".into());
+        }
+        Ok(FlagPolicy {
+            allowed,
+            max_flags,
+            dry_run,
+        })
+    }
+
+    pub fn max_flags(&self) -> usize {
+        self.max_flags
+    }
+
+    pub fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    /// The same policy, as a dry run when `dry_run` (a dry run is never turned off here).
+    pub fn with_dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run |= dry_run;
+        self
+    }
+
+    /// Whether `flag` may be switched.
+    pub fn allows(&self, flag: &str) -> bool {
+        match &self.allowed {
+            None => true,
+            Some(patterns) => patterns.iter().any(|p| glob_match(p, flag)),
+        }
+    }
+
+    fn refusal(&self) -> String {
+        let list = self.allowed.as_deref().unwrap_or_default().join(",");
+        format!("not in ALLOWED_FLAGS={list}")
+    }
+}
+
+/// `*` matches any run of characters (also none), `?` exactly one; everything else itself.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    // Where the last `*` was, and the text position it currently stands for.
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
 }
 
 /// The result of one toggle action, flag by flag, in the order applied.
@@ -175,14 +310,67 @@ impl ToggleReport {
                 .all(|o| matches!(o.result, FlagResult::Confirmed))
     }
 
+    /// True when every flag would be switched (a dry run found nothing in the way).
+    pub fn would_succeed(&self) -> bool {
+        !self.outcomes.is_empty()
+            && self.outcomes.iter().all(|o| {
+                matches!(
+                    o.result,
+                    FlagResult::Confirmed | FlagResult::WouldSwitch { .. }
+                )
+            })
+    }
+
     /// One line naming each flag's outcome, e.g.
     /// `EnableStaticContent: on (confirmed); EnablePromotion: failed to switch off: …`.
+    /// Beyond 50 flags: the counts, then the first 50 outcomes, those that did not succeed first.
     pub fn message(&self) -> String {
-        self.outcomes
+        if self.outcomes.len() <= MESSAGE_FLAGS {
+            return self
+                .outcomes
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+        }
+        let count =
+            |f: fn(&FlagResult) -> bool| self.outcomes.iter().filter(|o| f(&o.result)).count();
+        let mut counts = Vec::new();
+        for (n, what) in [
+            (count(|r| matches!(r, FlagResult::Confirmed)), "confirmed"),
+            (
+                count(|r| matches!(r, FlagResult::WouldSwitch { .. })),
+                "would be switched",
+            ),
+            (count(|r| matches!(r, FlagResult::Failed(_))), "failed"),
+            (count(|r| matches!(r, FlagResult::Refused(_))), "refused"),
+            (count(|r| matches!(r, FlagResult::Skipped(_))), "not tried"),
+        ] {
+            if n > 0 {
+                counts.push(format!("{n} {what}"));
+            }
+        }
+        let good = |o: &&FlagOutcome| {
+            matches!(
+                o.result,
+                FlagResult::Confirmed | FlagResult::WouldSwitch { .. }
+            )
+        };
+        let listed: Vec<String> = self
+            .outcomes
             .iter()
+            .filter(|o| !good(o))
+            .chain(self.outcomes.iter().filter(good))
+            .take(MESSAGE_FLAGS)
             .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ")
+            .collect();
+        format!(
+            "{} flags: {}; {}; … and {} more",
+            self.outcomes.len(),
+            counts.join(", "),
+            listed.join("; "),
+            self.outcomes.len() - listed.len()
+        )
     }
 }
 
@@ -196,11 +384,35 @@ pub async fn apply(
     environment: &str,
     changes: &[FlagChange],
 ) -> ToggleReport {
+    apply_with(client, environment, changes, &FlagPolicy::default()).await
+}
+
+/// [`apply`] under a policy: flags outside `ALLOWED_FLAGS` are refused (the others still run);
+/// in a dry run every flag is only read, to report what would change.
+pub async fn apply_with(
+    client: &UnleashClient,
+    environment: &str,
+    changes: &[FlagChange],
+    policy: &FlagPolicy,
+) -> ToggleReport {
     let mut outcomes = Vec::with_capacity(changes.len());
     let mut blocker: Option<String> = None;
     for change in changes {
         let result = match &blocker {
+            _ if !policy.allows(&change.flag) => {
+                tracing::warn!(flag = %change.flag, "flag refused: not in ALLOWED_FLAGS");
+                FlagResult::Refused(policy.refusal())
+            }
             Some(why) => FlagResult::Skipped(why.clone()),
+            None if policy.dry_run => match client.flag_enabled(&change.flag, environment).await {
+                Ok(currently_on) => FlagResult::WouldSwitch { currently_on },
+                Err(e) => {
+                    if e.affects_every_flag() {
+                        blocker = Some(format!("{} failed the same way", change.flag));
+                    }
+                    FlagResult::Failed(e)
+                }
+            },
             None => match client.set_flag(&change.flag, environment, change.on).await {
                 Ok(()) => FlagResult::Confirmed,
                 Err(e) => {
@@ -216,6 +428,8 @@ pub async fn apply(
             FlagResult::Confirmed => "confirmed",
             FlagResult::Failed(_) => "failed",
             FlagResult::Skipped(_) => "skipped",
+            FlagResult::Refused(_) => "refused",
+            FlagResult::WouldSwitch { .. } => "dry_run",
         };
         metrics::counter!(
             "flag_switches_total",
@@ -297,5 +511,61 @@ mod tests {
             assert!(e.contains(needle), "{value}: {e}");
             assert!(e.starts_with("invalid toggle-feature value"), "{e}");
         }
+    }
+
+    #[test]
+    fn globs() {
+        for (p, t, want) in [
+            ("Enable*", "EnableStaticContent", true),
+            ("Enable*", "Enable", true),
+            ("Enable*", "DisableX", false),
+            ("*Content", "EnableStaticContent", true),
+            ("E?able*t", "EnableStaticContent", true),
+            ("E?able", "Eable", false),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "axxbyy", false),
+            ("*", "", true),
+            ("exact", "exact", true),
+            ("exact", "Exact", false),
+            ("**x", "yyx", true),
+        ] {
+            assert_eq!(glob_match(p, t), want, "{p} ~ {t}");
+        }
+    }
+
+    #[test]
+    fn policy_patterns_are_checked() {
+        let p = FlagPolicy::new(Some(vec!["Promo-*".into(), "Exact".into()]), 100, false).unwrap();
+        assert!(p.allows("Promo-1") && p.allows("Exact") && !p.allows("Other"));
+        assert!(FlagPolicy::default().allows("anything"));
+        assert!(
+            FlagPolicy::new(Some(vec![]), 100, false)
+                .unwrap_err()
+                .contains("names no pattern")
+        );
+        assert!(FlagPolicy::new(Some(vec!["a b".into()]), 100, false).is_err());
+        assert!(FlagPolicy::new(None, 0, false).is_err());
+    }
+
+    #[test]
+    fn long_reports_are_summarised_failures_first() {
+        let mut outcomes: Vec<FlagOutcome> = (0..300)
+            .map(|i| FlagOutcome {
+                flag: format!("F{i}"),
+                on: true,
+                result: FlagResult::Confirmed,
+            })
+            .collect();
+        outcomes[250].result = FlagResult::Refused("not in ALLOWED_FLAGS=F1*".into());
+        let report = ToggleReport {
+            environment: "production".into(),
+            outcomes,
+        };
+        let m = report.message();
+        assert!(
+            m.starts_with("300 flags: 299 confirmed, 1 refused; F250: refused"),
+            "{m}"
+        );
+        assert!(m.ends_with("… and 250 more"), "{m}");
     }
 }

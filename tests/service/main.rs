@@ -6,10 +6,13 @@ mod common;
 
 mod durability;
 mod feedback;
+mod flag_policy;
 mod http;
+mod ingress;
 mod integration;
 mod keptn1x;
 mod outcomes;
 mod robustness;
+mod secrets;
 mod unleash_flows;
 mod webhooks;
