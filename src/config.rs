@@ -426,12 +426,56 @@ pub struct ServeArgs {
     #[arg(long, env = "HTTP_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub http_body_limit: usize,
 
+    #[command(flatten)]
+    pub feedback: FeedbackArgs,
+
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// How long shutdown waits for events in flight.
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DynatraceApi {
+    /// Problems API v2 (`/api/v2/problems/{id}/comments`, token scope `problems.write`).
+    V2,
+    /// Problems API v1 (`/api/v1/problem/details/{id}/comments`), for Managed and older tenants.
+    V1,
+}
+
+/// Where remediation steps are reported besides the Keptn events (README "Feedback").
+#[derive(Debug, Clone, Args)]
+pub struct FeedbackArgs {
+    /// Dynatrace tenant base URL (e.g. https://abc12345.live.dynatrace.com); with the token,
+    /// every step becomes a comment on the Dynatrace problem.
+    #[arg(long, env = "DYNATRACE_URL")]
+    pub dynatrace_url: Option<String>,
+    /// Dynatrace API token (scope problems.write for v2, DataExport for v1).
+    #[arg(long, env = "DYNATRACE_API_TOKEN", hide_env_values = true)]
+    pub dynatrace_api_token: Option<Secret>,
+    /// Dynatrace problems API generation for comments.
+    #[arg(long, env = "DYNATRACE_API", value_enum, default_value = "v2")]
+    pub dynatrace_api: DynatraceApi,
+    /// Slack-compatible incoming webhook URL (Slack, Mattermost, Teams connectors).
+    #[arg(long, env = "SLACK_WEBHOOK_URL", hide_env_values = true)]
+    pub slack_webhook_url: Option<Secret>,
+    /// URL that gets a JSON POST for every remediation step.
+    #[arg(long, env = "NOTIFY_WEBHOOK_URL", hide_env_values = true)]
+    pub notify_webhook_url: Option<Secret>,
+    /// Grafana base URL; with the token, problems from Grafana get an annotation on their panel.
+    #[arg(long, env = "GRAFANA_URL")]
+    pub grafana_url: Option<String>,
+    /// Grafana service account token (annotations:write).
+    #[arg(long, env = "GRAFANA_API_TOKEN", hide_env_values = true)]
+    pub grafana_api_token: Option<Secret>,
+    /// Timeout of one feedback request.
+    #[arg(long, env = "FEEDBACK_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub feedback_timeout: Duration,
+    /// Retries of one feedback request after a connection error, timeout, 429 or 5xx.
+    #[arg(long, env = "FEEDBACK_RETRIES", default_value_t = 2)]
+    pub feedback_retries: u32,
 }
 
 impl Cli {

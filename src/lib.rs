@@ -10,6 +10,7 @@
 //! - [`unleash`]: the Unleash admin client (v3 and v4+) and the toggle action.
 //! - [`roles`]: the three roles — remediator, get-action, action — transport-agnostic.
 //! - [`bus`]: how the roles publish events, whatever the transport.
+//! - [`feedback`]: remediation steps as Dynatrace comments, chat messages, webhooks, Grafana annotations.
 //! - [`state`]: remediation state and duplicate protection (JetStream key-value or memory).
 //! - [`config`]: every setting, as flags and environment variables.
 //! - [`commands`]: what the `validate` and `resolve` subcommands do.
@@ -21,6 +22,7 @@
 pub mod bus;
 pub mod commands;
 pub mod config;
+pub mod feedback;
 pub mod keptn;
 pub mod monitoring;
 pub mod redact;

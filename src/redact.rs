@@ -85,6 +85,10 @@ impl Scrubber {
             &args.nats.nats_password,
             &args.nats.nats_nkey,
             &args.http_token,
+            &args.feedback.dynatrace_api_token,
+            &args.feedback.grafana_api_token,
+            &args.feedback.slack_webhook_url,
+            &args.feedback.notify_webhook_url,
         ] {
             add(expose(s).as_deref());
         }

@@ -369,6 +369,10 @@ fn describe_metrics() {
         metrics::Unit::Seconds,
         "Duration of one Unleash request attempt."
     );
+    describe_counter!(
+        "notifications_total",
+        "Feedback messages by target (dynatrace, slack, webhook, grafana) and result (ok, failed, dropped)."
+    );
 }
 
 /// Event types as metric labels: the short name of a type this service knows, else `other`.
@@ -496,6 +500,11 @@ fn register_known_series() {
     for method in ["GET", "POST"] {
         for status in ["200", "401", "403", "404", "500", "error"] {
             counter!("unleash_requests_total", "method" => method, "status" => status).absolute(0);
+        }
+    }
+    for target in ["dynatrace", "slack", "webhook", "grafana"] {
+        for result in ["ok", "failed", "dropped"] {
+            counter!("notifications_total", "target" => target, "result" => result).absolute(0);
         }
     }
     // Histograms show their buckets once registered, with count 0.

@@ -160,6 +160,13 @@ fn help_never_shows_secret_values() {
         ("NATS_NKEY", "nkey-s3cret"),
         ("KEPTN_API_TOKEN", "keptn-s3cret"),
         ("HTTP_TOKEN", "http-s3cret"),
+        ("DYNATRACE_API_TOKEN", "dynatrace-s3cret"),
+        (
+            "SLACK_WEBHOOK_URL",
+            "https://hooks.slack.com/services/s3cret",
+        ),
+        ("NOTIFY_WEBHOOK_URL", "https://hook.example/s3cret"),
+        ("GRAFANA_API_TOKEN", "grafana-s3cret"),
     ];
     for args in [
         &["serve", "--help"][..],

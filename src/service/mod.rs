@@ -81,6 +81,13 @@ pub async fn serve(
 
     check_http_exposure(&args)?;
     let action = build_action_role(&args, &events)?;
+    let notifier = crate::feedback::FeedbackConfig::from_args(
+        &args.feedback,
+        args.roles.contains(&Role::Remediator),
+    )
+    .context("configuring feedback")?
+    .map(crate::feedback::Notifier::start)
+    .transpose()?;
     let client = nats::connect(
         &args.nats,
         &args.event_source,
@@ -165,12 +172,17 @@ pub async fn serve(
         state = store.kind(),
         "NATS mode chosen"
     );
-    let out: Arc<dyn crate::bus::Publish> = Arc::new(nats::NatsPublisher::new(
+    let mut out: Arc<dyn crate::bus::Publish> = Arc::new(nats::NatsPublisher::new(
         client.clone(),
         use_js.then(|| js.clone()),
     ));
+    if let Some(n) = &notifier {
+        out = Arc::new(crate::feedback::Notifying::new(out, n.clone()));
+    }
 
-    let pipeline = Arc::new(build_pipeline(&args, events, out, store, action)?);
+    let mut pipeline = build_pipeline(&args, events, out, store, action)?;
+    pipeline.notifier = notifier;
+    let pipeline = Arc::new(pipeline);
     let _ = slot.set(pipeline.clone());
     if let Some(r) = &pipeline.remediator {
         match r.resume().await {
@@ -224,6 +236,11 @@ pub async fn serve(
     match tokio::time::timeout(args.shutdown_grace, limit.acquire_many(all)).await {
         Ok(_) => info!("all events in flight finished"),
         Err(_) => warn!("shutdown grace elapsed; unfinished events are handed back for redelivery"),
+    }
+    if let Some(n) = &pipeline.notifier
+        && !n.drain(Duration::from_secs(5)).await
+    {
+        warn!("feedback still queued at shutdown is not sent");
     }
     let _ = client.flush().await;
     http_handle.stop(true).await;
@@ -400,5 +417,6 @@ fn build_pipeline(
         get_action,
         action,
         accept_sequences: args.accept_remediation_sequences,
+        notifier: None,
     })
 }

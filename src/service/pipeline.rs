@@ -18,6 +18,9 @@ pub struct Pipeline {
     pub(crate) action: Option<ActionRole>,
     /// Whether `<stage>.remediation.triggered` sequence events start remediations.
     pub(crate) accept_sequences: bool,
+    /// Feedback targets; it sees what the roles publish, and here the action.triggered events
+    /// this process answers but did not publish.
+    pub(crate) notifier: Option<crate::feedback::Notifier>,
 }
 
 impl Pipeline {
@@ -169,7 +172,14 @@ impl Pipeline {
                     None => None,
                 },
                 Kind::ActionTriggered(a) => match &self.action {
-                    Some(role) => Some(role.handle(meta, a, self.out.as_ref()).await),
+                    Some(role) => {
+                        if let Some(n) = &self.notifier
+                            && ActionRole::handles(&a.action.action)
+                        {
+                            n.observe_action_triggered(meta, a);
+                        }
+                        Some(role.handle(meta, a, self.out.as_ref()).await)
+                    }
                     None => None,
                 },
             };

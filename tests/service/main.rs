@@ -5,6 +5,7 @@
 mod common;
 
 mod durability;
+mod feedback;
 mod flag_policy;
 mod http;
 mod ingress;
