@@ -139,15 +139,18 @@ pub async fn serve(
 
     let pipeline = Arc::new(build_pipeline(&args, events, out, store, action)?);
     let _ = slot.set(pipeline.clone());
-    if let Some(r) = &pipeline.remediator {
-        match r.resume().await {
-            Ok(0) => {}
-            Ok(n) => info!(
-                count = n,
-                "re-armed timeouts of remediations waiting for an action"
-            ),
-            Err(e) => warn!(error = %format!("{e:#}"), "could not list waiting remediations"),
-        }
+    if let Some(r) = pipeline.remediator.clone() {
+        // In the background: listing the remembered state grows with it, and readiness must not.
+        tokio::spawn(async move {
+            match r.resume().await {
+                Ok(0) => {}
+                Ok(n) => info!(
+                    count = n,
+                    "re-armed timeouts of remediations waiting for an action"
+                ),
+                Err(e) => warn!(error = %format!("{e:#}"), "could not list waiting remediations"),
+            }
+        });
     }
 
     let subjects = if args.pubsub_topic.is_empty() {
