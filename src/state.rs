@@ -565,13 +565,42 @@ fn encode(record: &Record) -> Bytes {
     Bytes::from(serde_json::to_vec(record).expect("records serialize"))
 }
 
-/// In-process state for core NATS without JetStream. Entries expire after the TTL.
+/// In-process state for core NATS without JetStream. Entries expire after the TTL. Records are
+/// kept encoded (a few hundred bytes each, not a tree of JSON values), at most
+/// [`MEMORY_RECORDS`]; when full, expired entries go first, then the oldest finished ones (which
+/// only serve to recognise duplicate OPENs).
 pub struct MemoryStore {
     ttl: Duration,
-    entries: Mutex<HashMap<String, (Record, u64, Instant)>>,
+    entries: Mutex<HashMap<String, Entry>>,
     links: Mutex<HashMap<String, String>>,
     seen: Mutex<Seen>,
     revision: std::sync::atomic::AtomicU64,
+}
+
+/// The most records the in-memory store keeps.
+pub const MEMORY_RECORDS: usize = 100_000;
+
+struct Entry {
+    bytes: Box<[u8]>,
+    rev: u64,
+    at: Instant,
+    finished: bool,
+}
+
+impl Entry {
+    fn new(record: &Record, rev: u64) -> Entry {
+        Entry {
+            bytes: serde_json::to_vec(record)
+                .expect("records serialize")
+                .into_boxed_slice(),
+            rev,
+            at: Instant::now(),
+            finished: record.phase == Phase::Finished,
+        }
+    }
+    fn record(&self) -> Option<Record> {
+        serde_json::from_slice(&self.bytes).ok()
+    }
 }
 
 impl MemoryStore {
@@ -591,32 +620,42 @@ impl MemoryStore {
     fn create(&self, key: &str, record: &Record) -> Claim {
         let mut entries = self.entries.lock().expect("state lock");
         let now = Instant::now();
-        if let Some((r, rev, at)) = entries.get(key)
-            && now.duration_since(*at) < self.ttl
+        if let Some(e) = entries.get(key)
+            && now.duration_since(e.at) < self.ttl
+            && let Some(r) = e.record()
         {
-            return Claim::Exists(Box::new(r.clone()), *rev);
+            return Claim::Exists(Box::new(r), e.rev);
         }
-        if entries.len() > 10_000 {
+        if entries.len() >= MEMORY_RECORDS {
             let ttl = self.ttl;
-            entries.retain(|_, (_, _, at)| now.duration_since(*at) < ttl);
+            entries.retain(|_, e| now.duration_since(e.at) < ttl);
+        }
+        if entries.len() >= MEMORY_RECORDS {
+            let mut finished: Vec<(Instant, String)> = entries
+                .iter()
+                .filter(|(_, e)| e.finished)
+                .map(|(k, e)| (e.at, k.clone()))
+                .collect();
+            finished.sort_unstable();
+            for (_, k) in finished.iter().take(MEMORY_RECORDS / 10) {
+                entries.remove(k);
+            }
         }
         let rev = self.next();
-        entries.insert(key.to_owned(), (record.clone(), rev, now));
+        entries.insert(key.to_owned(), Entry::new(record, rev));
         Claim::Created(rev)
     }
     fn get(&self, key: &str) -> Option<(Record, u64)> {
         let entries = self.entries.lock().expect("state lock");
-        entries
-            .get(key)
-            .filter(|(_, _, at)| at.elapsed() < self.ttl)
-            .map(|(r, rev, _)| (r.clone(), *rev))
+        let e = entries.get(key).filter(|e| e.at.elapsed() < self.ttl)?;
+        Some((e.record()?, e.rev))
     }
     fn update(&self, key: &str, record: &Record, revision: u64) -> Option<u64> {
         let mut entries = self.entries.lock().expect("state lock");
         match entries.get_mut(key) {
-            Some(entry) if entry.1 == revision => {
+            Some(entry) if entry.rev == revision => {
                 let rev = self.next();
-                *entry = (record.clone(), rev, Instant::now());
+                *entry = Entry::new(record, rev);
                 Some(rev)
             }
             _ => None,

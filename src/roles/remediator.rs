@@ -935,4 +935,51 @@ spec:
         assert_eq!(rig.bus.of("remediation.triggered").len(), 2);
         assert_eq!(rig.bus.of("action.triggered").len(), 2);
     }
+
+    #[tokio::test]
+    async fn the_actions_are_fixed_when_the_remediation_starts() {
+        let rig = rig(Flaky::default());
+        let r = &rig.remediator;
+        handle(r, &decode(problem("open-18", "OPEN", json!("P-18"))))
+            .await
+            .unwrap();
+        // The file is edited while the first action runs.
+        let edited = FILE
+            .replace("Second: \"on\"", "Other: \"on\"")
+            .replace("First: \"off\"", "Other: \"off\"");
+        std::fs::write(rig.dir.path().join("remediation.yaml"), edited).unwrap();
+        let first = rig.bus.of("action.triggered");
+        handle(r, &finished_for(&first[0], "fail")).await.unwrap();
+        let triggered = rig.bus.of("action.triggered");
+        assert_eq!(flag_values(&triggered[1..]), vec![r#"{"Second":"on"}"#]);
+        handle(r, &finished_for(&triggered[1], "pass"))
+            .await
+            .unwrap();
+        handle(r, &decode(problem("close-18", "CLOSED", json!("P-18"))))
+            .await
+            .unwrap();
+        let triggered = rig.bus.of("action.triggered");
+        assert_eq!(flag_values(&triggered[2..]), vec![r#"{"First":"off"}"#]);
+    }
+
+    #[tokio::test]
+    async fn a_timeout_whose_publish_fails_is_tried_again() {
+        let rig = rig_with(
+            Flaky::failing(&["sh.keptn.event.remediation.finished"]),
+            Duration::from_millis(50),
+        );
+        let r = &rig.remediator;
+        handle(r, &decode(problem("open-t", "OPEN", json!("P-t"))))
+            .await
+            .unwrap();
+        // Two actions time out; the first remediation.finished publish fails, the retry sends it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while rig.bus.of("remediation.finished").is_empty() {
+            assert!(std::time::Instant::now() < deadline, "never finished");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(rig.bus.of("action.triggered").len(), 2);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(rig.bus.of("remediation.finished").len(), 1);
+    }
 }

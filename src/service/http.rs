@@ -119,17 +119,30 @@ async fn ingest(state: web::Data<HttpState>, req: HttpRequest, body: web::Bytes)
     match decoded {
         Ok(incoming) => {
             let id = incoming.meta.id.clone();
-            // Accepted now, handled in the background, exactly as an event from NATS.
-            tokio::spawn(async move {
-                let _ = pipeline.dispatch(incoming).await;
-            });
-            HttpResponse::Accepted().json(json!({"accepted": id}))
+            // Accepted now, handled in the background under the same permits as NATS events.
+            match pipeline.admit(incoming) {
+                Ok(()) => HttpResponse::Accepted().json(json!({"accepted": id})),
+                Err(refused) => busy(refused),
+            }
         }
         Err(e) => {
             pipeline.reject(&e).await;
             HttpResponse::BadRequest().json(json!({"error": e.message, "reason": e.reason}))
         }
     }
+}
+
+/// 503 with `Retry-After`: the sender keeps the event and tries again (Alertmanager, Grafana
+/// and Dynatrace retry on 5xx).
+fn busy(refused: crate::service::pipeline::Refused) -> HttpResponse {
+    use crate::service::pipeline::Refused;
+    let (after, error) = match refused {
+        Refused::Busy => ("1", "busy: every permit is in use (CONCURRENCY); try again"),
+        Refused::Stopping => ("5", "stopping: not taking new events"),
+    };
+    HttpResponse::ServiceUnavailable()
+        .insert_header(("Retry-After", after))
+        .json(json!({"error": error}))
 }
 
 fn header(req: &HttpRequest, name: &str) -> Option<String> {

@@ -13,7 +13,6 @@ use pipeline::Pipeline;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 /// The subjects the enabled roles listen on.
@@ -125,6 +124,9 @@ pub async fn serve(
     let store = if has_js {
         Store::jetstream(&js, &args.state_bucket, args.state_ttl).await?
     } else {
+        if args.roles.contains(&Role::Remediator) {
+            nats::claim_sole_remediator(&client, &args.pubsub_group).await?;
+        }
         Store::memory(args.state_ttl)
     };
     info!(
@@ -158,7 +160,6 @@ pub async fn serve(
     } else {
         args.pubsub_topic.clone()
     };
-    let limit = Arc::new(Semaphore::new(args.concurrency.max(1)));
     let consumed = if use_js {
         let stream = nats::ensure_stream(&js, &args.nats_stream, &subjects).await?;
         nats::run_jetstream(
@@ -166,7 +167,6 @@ pub async fn serve(
             subjects,
             &args,
             pipeline.clone(),
-            limit.clone(),
             subscribed.clone(),
             stop_rx.clone(),
         )
@@ -177,7 +177,6 @@ pub async fn serve(
             subjects,
             args.pubsub_group.clone(),
             pipeline.clone(),
-            limit.clone(),
             subscribed.clone(),
             stop_rx.clone(),
         )
@@ -187,10 +186,12 @@ pub async fn serve(
     consumed?;
 
     info!("stopping: no new events; waiting for those in flight");
-    let all = u32::try_from(args.concurrency.max(1)).unwrap_or(u32::MAX);
-    match tokio::time::timeout(args.shutdown_grace, limit.acquire_many(all)).await {
-        Ok(_) => info!("all events in flight finished"),
-        Err(_) => warn!("shutdown grace elapsed; unfinished events are handed back for redelivery"),
+    // Every source (NATS and HTTP) takes its permits from the pipeline, so this drain waits
+    // for all of them; from here on HTTP ingest answers 503.
+    if pipeline.permits.drain(args.shutdown_grace).await {
+        info!("all events in flight finished");
+    } else {
+        warn!("shutdown grace elapsed; unfinished events are handed back for redelivery");
     }
     let _ = client.flush().await;
     http_handle.stop(true).await;
@@ -285,5 +286,6 @@ fn build_pipeline(
         get_action,
         action,
         accept_sequences: args.accept_remediation_sequences,
+        permits: pipeline::Permits::new(args.concurrency),
     })
 }

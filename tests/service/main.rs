@@ -4,10 +4,14 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod closing;
 mod durability;
 mod http;
 mod integration;
 mod keptn1x;
+mod limits;
 mod outcomes;
+mod replicas;
 mod robustness;
+mod sizes;
 mod unleash_flows;
