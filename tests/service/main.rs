@@ -12,6 +12,7 @@ mod keptn1x;
 mod limits;
 mod outcomes;
 mod replicas;
+mod restart;
 mod robustness;
 mod sizes;
 mod unleash_flows;
