@@ -6,6 +6,7 @@
 //! cargo build --release --examples --bins
 //! target/release/examples/loadgen all            # every scenario, Markdown table on stdout
 //! target/release/examples/loadgen e2e|overhead|storm|get-action|startup [--n N]
+//! target/release/examples/loadgen problems [--n 50000]   # RSS after N distinct problems
 //! ```
 //!
 //! Scenarios (see BENCHMARKS.md):
@@ -764,13 +765,13 @@ async fn scenario_storm(
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // Let remediations finish (bounded: 30 s), then settle and count.
-    let settle = Instant::now() + Duration::from_secs(30);
+    // Let remediations finish (bounded: 30 s, more for many problems), then settle and count.
+    let settle = Instant::now() + Duration::from_secs(30.max(problems as u64 / 500));
     while finished.load(Ordering::Relaxed) < problems as u64 && Instant::now() < settle {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (_, peak) = svc.memory();
+    let (after, peak) = svc.memory();
     let duplicates = svc
         .metric(&http, "duplicates_total", "")
         .await
@@ -852,6 +853,20 @@ async fn scenario_storm(
         "RSS idle before / peak (VmHWM) after",
         format!("{} / {}", mib(idle_rss), mib(peak)),
         "",
+    );
+    report.add(
+        &sc,
+        "RSS (VmRSS) after, remediations remembered",
+        mib(after),
+        if problems >= 50_000 {
+            if after <= 64 * 1024 {
+                "target ≤ 64 MiB: met"
+            } else {
+                "target ≤ 64 MiB: NOT met"
+            }
+        } else {
+            ""
+        },
     );
     Ok(())
 }
@@ -1048,6 +1063,16 @@ fn main() -> Result<()> {
             for m in ["core", "jetstream"] {
                 if let Err(e) = scenario_storm(&mut report, m, storm_total, 1000).await {
                     report.add(&format!("3. storm ({m})"), "error", format!("{e:#}"), "");
+                }
+            }
+            ran = true;
+        }
+        if scenario == "problems" {
+            // Memory per distinct problem: every event a new problem, all remembered.
+            let count = flag("--n").map(|v| v.parse()).transpose()?.unwrap_or(50_000);
+            for m in ["core", "jetstream"] {
+                if let Err(e) = scenario_storm(&mut report, m, count, count).await {
+                    report.add(&format!("6. problems ({m})"), "error", format!("{e:#}"), "");
                 }
             }
             ran = true;

@@ -8,7 +8,8 @@
 //! Keys: `p.<hash of project/stage/service/problem>` → [`Record`]; `a.<action.triggered id>` →
 //! the problem key, so that whichever replica receives an `action.finished` finds its remediation.
 
-use crate::keptn::Scope;
+use crate::keptn::outgoing::Outcome;
+use crate::keptn::{ActionInfo, Scope};
 use anyhow::Context;
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
@@ -27,8 +28,33 @@ pub enum Phase {
     Starting,
     /// An action.triggered is out; waiting for its action.finished or the deadline.
     Waiting,
+    /// The outcome is decided ([`Record::finish`]) and remediation.finished is being sent; a
+    /// redelivery or a restart that finds this phase sends it (again, with the same id).
+    Finishing,
     /// remediation.finished was sent; later OPENs are duplicates until the problem closes.
     Finished,
+}
+
+/// The actions of a remediation, taken from remediation.yaml once, when it starts, so that a
+/// file edited meanwhile (or a replica with another file) cannot mix actions of two versions.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Actions {
+    pub on_open: Vec<ActionInfo>,
+    pub on_close: Vec<ActionInfo>,
+}
+
+/// How a remediation ended, decided before remediation.finished is sent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Finish {
+    pub outcome: Outcome,
+    pub message: String,
+}
+
+/// The CLOSED that ended the problem; its close actions run once the remediation has finished.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Closing {
+    pub event_id: String,
+    pub git_commit_id: Option<String>,
 }
 
 /// One remediation.
@@ -53,6 +79,13 @@ pub struct Record {
     pub last_error: String,
     /// Unix milliseconds when the remediation started, for the duration metric.
     pub started_ms: i64,
+    /// Fixed when the first action starts; `None` in records written before actions were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actions: Option<Actions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish: Option<Finish>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closing: Option<Closing>,
 }
 
 /// Key of a problem: project, stage, service and its identity (ProblemID, PID or title).
@@ -65,6 +98,112 @@ pub fn problem_key(scope: &Scope, identity: &str) -> String {
     let digest = h.finalize();
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
     format!("p.{hex}")
+}
+
+/// The most a record may take in the bucket (a NATS message carries at most 1 MiB by default;
+/// the record stays well below so that it is never the reason a remediation is lost).
+pub const MAX_RECORD_BYTES: usize = 256 * 1024;
+/// The most of a problem's data object a record keeps.
+const PROBLEM_BYTES: usize = 32 * 1024;
+/// Members kept (strings cut to [`KEY_MEMBER_BYTES`]) even when a problem is trimmed.
+const KEY_MEMBERS: [&str; 8] = [
+    "ProblemTitle",
+    "ProblemID",
+    "PID",
+    "ProblemURL",
+    "State",
+    "rootCause",
+    "ImpactedEntity",
+    "Tags",
+];
+const KEY_MEMBER_BYTES: usize = 2 * 1024;
+/// Other members of a trimmed problem are kept when they are at most this large.
+const SMALL_MEMBER_BYTES: usize = 1024;
+
+impl Record {
+    pub fn encoded_len(&self) -> usize {
+        serde_json::to_vec(self)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX)
+    }
+
+    /// The open action at `index`, of the actions fixed when the remediation started.
+    pub fn action(&self, index: usize) -> Option<ActionInfo> {
+        self.actions.as_ref()?.on_open.get(index).cloned()
+    }
+}
+
+/// What a record keeps of a problem's data object: all of it when it is small; otherwise the
+/// members that identify and describe the problem (ids, title, URL, state, root cause, impacted
+/// entity, tags) and the other small members, up to [`PROBLEM_BYTES`]. `labels` are not kept
+/// here: the record holds them once, next to the problem.
+pub fn stored_problem(problem: &crate::keptn::ProblemDetails) -> Value {
+    let size = |v: &Value| serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
+    let mut whole = problem.0.clone();
+    whole.retain(|k, _| k != "labels");
+    let whole = Value::Object(whole);
+    if size(&whole) <= PROBLEM_BYTES {
+        return whole;
+    }
+    let Value::Object(members) = whole else {
+        return Value::Null;
+    };
+    let mut kept = serde_json::Map::new();
+    let mut used = 2;
+    let is_key = |k: &str| KEY_MEMBERS.iter().any(|m| m.eq_ignore_ascii_case(k));
+    for (k, v) in members.iter().filter(|(k, _)| is_key(k)) {
+        let v = match v {
+            Value::String(s) if s.len() > KEY_MEMBER_BYTES => {
+                let mut end = KEY_MEMBER_BYTES;
+                while !s.is_char_boundary(end) {
+                    end -= 1;
+                }
+                Value::String(s[..end].to_owned())
+            }
+            other if size(other) > KEY_MEMBER_BYTES => continue,
+            other => other.clone(),
+        };
+        used += k.len() + 4 + size(&v);
+        kept.insert(k.clone(), v);
+    }
+    for (k, v) in members.iter().filter(|(k, _)| !is_key(k)) {
+        let n = k.len() + 4 + size(v);
+        if n <= SMALL_MEMBER_BYTES && used + n <= PROBLEM_BYTES {
+            used += n;
+            kept.insert(k.clone(), v.clone());
+        }
+    }
+    Value::Object(kept)
+}
+
+/// A short fixed-size key for an event id of any length.
+fn id_hash(event_id: &str) -> u128 {
+    let digest = Sha256::digest(event_id.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    u128::from_be_bytes(bytes)
+}
+
+/// Event ids handled recently, in two generations of at most [`SEEN_PER_GENERATION`] each:
+/// the newest ids are always remembered, at least that many and at most twice as many.
+pub const SEEN_PER_GENERATION: usize = 100_000;
+
+#[derive(Default)]
+struct Seen {
+    current: std::collections::HashSet<u128>,
+    previous: std::collections::HashSet<u128>,
+}
+
+impl Seen {
+    fn contains(&self, id: u128) -> bool {
+        self.current.contains(&id) || self.previous.contains(&id)
+    }
+    fn insert(&mut self, id: u128) {
+        if self.current.len() >= SEEN_PER_GENERATION {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        self.current.insert(id);
+    }
 }
 
 fn index_key(action_triggered_id: &str) -> String {
@@ -100,6 +239,8 @@ pub struct Claimed {
     /// action.triggered ids this process sent → problem key (the mapping never changes, so
     /// the bucket only needs asking for actions another replica sent).
     links: Mutex<HashMap<String, String>>,
+    /// Event ids this process knows were handled (by any replica).
+    seen: Mutex<Seen>,
 }
 
 impl Claimed {
@@ -108,6 +249,7 @@ impl Claimed {
             ttl,
             owners: Mutex::new(HashMap::new()),
             links: Mutex::new(HashMap::new()),
+            seen: Mutex::new(Seen::default()),
         }
     }
     fn link(&self, index_key: &str, key: &str) {
@@ -353,8 +495,50 @@ impl Store {
         }
     }
 
-    /// Every remediation waiting for an action, to re-arm their timeouts after a start.
-    pub async fn waiting(&self) -> anyhow::Result<Vec<(String, Record)>> {
+    /// Whether an event with this id was handled already (by this process, or with the shared
+    /// bucket by any replica within `STATE_TTL`).
+    pub async fn handled(&self, event_id: &str) -> anyhow::Result<bool> {
+        let id = id_hash(event_id);
+        match self {
+            Store::Memory(m) => Ok(m.seen.lock().expect("state lock").contains(id)),
+            Store::Kv(s, claimed) => {
+                if claimed.seen.lock().expect("claimed lock").contains(id) {
+                    return Ok(true);
+                }
+                let found = s
+                    .get(format!("e.{id:032x}"))
+                    .await
+                    .context("reading handled event ids")?
+                    .is_some_and(|v| !v.is_empty());
+                if found {
+                    claimed.seen.lock().expect("claimed lock").insert(id);
+                }
+                Ok(found)
+            }
+        }
+    }
+
+    /// Remembers that an event was handled.
+    pub async fn remember(&self, event_id: &str) -> anyhow::Result<()> {
+        let id = id_hash(event_id);
+        match self {
+            Store::Memory(m) => {
+                m.seen.lock().expect("state lock").insert(id);
+                Ok(())
+            }
+            Store::Kv(s, claimed) => {
+                claimed.seen.lock().expect("claimed lock").insert(id);
+                s.put(format!("e.{id:032x}"), Bytes::from_static(b"1"))
+                    .await
+                    .map(|_| ())
+                    .context("writing handled event id")
+            }
+        }
+    }
+
+    /// Every remediation waiting for an action or with an outcome not yet sent, to take up
+    /// after a start.
+    pub async fn pending(&self) -> anyhow::Result<Vec<(String, Record)>> {
         let keys: Vec<String> = match self {
             Store::Memory(m) => m.keys(),
             Store::Kv(s, _) => s
@@ -368,7 +552,7 @@ impl Store {
         let mut out = Vec::new();
         for key in keys.into_iter().filter(|k| k.starts_with("p.")) {
             if let Some((record, _)) = self.get(&key).await?
-                && record.phase == Phase::Waiting
+                && matches!(record.phase, Phase::Waiting | Phase::Finishing)
             {
                 out.push((key, record));
             }
@@ -381,12 +565,42 @@ fn encode(record: &Record) -> Bytes {
     Bytes::from(serde_json::to_vec(record).expect("records serialize"))
 }
 
-/// In-process state for core NATS without JetStream. Entries expire after the TTL.
+/// In-process state for core NATS without JetStream. Entries expire after the TTL. Records are
+/// kept encoded (a few hundred bytes each, not a tree of JSON values), at most
+/// [`MEMORY_RECORDS`]; when full, expired entries go first, then the oldest finished ones (which
+/// only serve to recognise duplicate OPENs).
 pub struct MemoryStore {
     ttl: Duration,
-    entries: Mutex<HashMap<String, (Record, u64, Instant)>>,
+    entries: Mutex<HashMap<String, Entry>>,
     links: Mutex<HashMap<String, String>>,
+    seen: Mutex<Seen>,
     revision: std::sync::atomic::AtomicU64,
+}
+
+/// The most records the in-memory store keeps.
+pub const MEMORY_RECORDS: usize = 100_000;
+
+struct Entry {
+    bytes: Box<[u8]>,
+    rev: u64,
+    at: Instant,
+    finished: bool,
+}
+
+impl Entry {
+    fn new(record: &Record, rev: u64) -> Entry {
+        Entry {
+            bytes: serde_json::to_vec(record)
+                .expect("records serialize")
+                .into_boxed_slice(),
+            rev,
+            at: Instant::now(),
+            finished: record.phase == Phase::Finished,
+        }
+    }
+    fn record(&self) -> Option<Record> {
+        serde_json::from_slice(&self.bytes).ok()
+    }
 }
 
 impl MemoryStore {
@@ -395,6 +609,7 @@ impl MemoryStore {
             ttl,
             entries: Mutex::new(HashMap::new()),
             links: Mutex::new(HashMap::new()),
+            seen: Mutex::new(Seen::default()),
             revision: std::sync::atomic::AtomicU64::new(1),
         }
     }
@@ -405,32 +620,42 @@ impl MemoryStore {
     fn create(&self, key: &str, record: &Record) -> Claim {
         let mut entries = self.entries.lock().expect("state lock");
         let now = Instant::now();
-        if let Some((r, rev, at)) = entries.get(key)
-            && now.duration_since(*at) < self.ttl
+        if let Some(e) = entries.get(key)
+            && now.duration_since(e.at) < self.ttl
+            && let Some(r) = e.record()
         {
-            return Claim::Exists(Box::new(r.clone()), *rev);
+            return Claim::Exists(Box::new(r), e.rev);
         }
-        if entries.len() > 10_000 {
+        if entries.len() >= MEMORY_RECORDS {
             let ttl = self.ttl;
-            entries.retain(|_, (_, _, at)| now.duration_since(*at) < ttl);
+            entries.retain(|_, e| now.duration_since(e.at) < ttl);
+        }
+        if entries.len() >= MEMORY_RECORDS {
+            let mut finished: Vec<(Instant, String)> = entries
+                .iter()
+                .filter(|(_, e)| e.finished)
+                .map(|(k, e)| (e.at, k.clone()))
+                .collect();
+            finished.sort_unstable();
+            for (_, k) in finished.iter().take(MEMORY_RECORDS / 10) {
+                entries.remove(k);
+            }
         }
         let rev = self.next();
-        entries.insert(key.to_owned(), (record.clone(), rev, now));
+        entries.insert(key.to_owned(), Entry::new(record, rev));
         Claim::Created(rev)
     }
     fn get(&self, key: &str) -> Option<(Record, u64)> {
         let entries = self.entries.lock().expect("state lock");
-        entries
-            .get(key)
-            .filter(|(_, _, at)| at.elapsed() < self.ttl)
-            .map(|(r, rev, _)| (r.clone(), *rev))
+        let e = entries.get(key).filter(|e| e.at.elapsed() < self.ttl)?;
+        Some((e.record()?, e.rev))
     }
     fn update(&self, key: &str, record: &Record, revision: u64) -> Option<u64> {
         let mut entries = self.entries.lock().expect("state lock");
         match entries.get_mut(key) {
-            Some(entry) if entry.1 == revision => {
+            Some(entry) if entry.rev == revision => {
                 let rev = self.next();
-                *entry = (record.clone(), rev, Instant::now());
+                *entry = Entry::new(record, rev);
                 Some(rev)
             }
             _ => None,

@@ -340,6 +340,22 @@ fn describe_metrics() {
         "Problem notifications for a problem already being remediated."
     );
     describe_counter!(
+        "events_replayed_total",
+        "Problem events whose id was already handled (a replay); nothing is done for them."
+    );
+    describe_counter!(
+        "closes_ignored_total",
+        "CLOSED notifications for a problem not opened here or already closing; no close actions run."
+    );
+    describe_counter!(
+        "problems_refused_total",
+        "Problems not remediated because what must be kept of them exceeds the record size limit."
+    );
+    describe_counter!(
+        "events_refused_total",
+        "HTTP events refused with 503 because every permit of their pool was in use."
+    );
+    describe_counter!(
         "close_actions_total",
         "actionsOnClose runs started when a problem closed."
     );
@@ -475,9 +491,13 @@ fn register_known_series() {
         "close_actions_total",
         "action_timeouts_total",
         "events_shortened_total",
+        "events_replayed_total",
+        "closes_ignored_total",
     ] {
         counter!(name).absolute(0);
     }
+    counter!("problems_refused_total", "reason" => "too_large").absolute(0);
+    counter!("events_refused_total", "reason" => "busy").absolute(0);
     for source in ["alertmanager", "grafana", "dynatrace"] {
         for outcome in ["accepted", "rejected"] {
             counter!("webhook_notifications_total", "source" => source, "outcome" => outcome)

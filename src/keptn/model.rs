@@ -112,6 +112,21 @@ impl ProblemDetails {
         self.get_str(&["ProblemURL"])
     }
 
+    /// An id member as text: a non-empty string, or a number (`"ProblemID": 381` and
+    /// `"ProblemID": "381"` are the same problem).
+    fn get_id(&self, name: &str) -> Option<String> {
+        if let Some(s) = self.get_str(&[name]) {
+            return Some(s.to_owned());
+        }
+        let number = |v: &Value| v.as_number().map(|n| n.to_string());
+        self.0.get(name).and_then(number).or_else(|| {
+            self.0
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                .find_map(|(_, v)| number(v))
+        })
+    }
+
     pub fn as_value(&self) -> Value {
         Value::Object(self.0.clone())
     }
@@ -132,12 +147,11 @@ impl ProblemEvent {
     /// the title.
     pub fn identity(&self) -> String {
         self.problem
-            .problem_id()
-            .or_else(|| self.problem.pid())
-            .or_else(|| self.problem.title())
-            .or_else(|| self.problem.root_cause())
+            .get_id("ProblemID")
+            .or_else(|| self.problem.get_id("PID"))
+            .or_else(|| self.problem.title().map(str::to_owned))
+            .or_else(|| self.problem.root_cause().map(str::to_owned))
             .unwrap_or_default()
-            .to_string()
     }
 }
 

@@ -34,7 +34,7 @@ impl Link {
 }
 
 /// Task status and result in Keptn 0.2.x vocabulary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Outcome {
     /// succeeded / pass
     Pass,

@@ -6,15 +6,28 @@
 //! is a [`Record`] in the [`Store`], and whichever replica receives the `action.finished` (or
 //! sees the deadline pass) moves it on with a compare-and-set. A failed or timed-out action
 //! escalates to the next action of the same remediation.
+//!
+//! Nothing is marked done before it is sent: the outcome is stored first (phase `Finishing`),
+//! then `remediation.finished` goes out, then the record is marked finished; a redelivery or a
+//! restart that finds a `Finishing` record sends the event again with the same id. A CLOSED that
+//! arrives while an action runs marks the record closing: the close actions follow the
+//! `remediation.finished`, so they never race the open action on the same flag.
 
 use crate::bus::Publish;
 use crate::keptn::outgoing::{Link, Outcome};
 use crate::keptn::{ActionFinished, ActionInfo, EventFactory, Meta, ProblemEvent, ProblemState};
-use crate::resources::{Plan, RemediationFile, ResourceSource, load_plan};
-use crate::state::{Claim, Phase, Record, Store, problem_key};
+use crate::resources::{Plan, ResourceSource, load_plan};
+use crate::state::{
+    Actions, Claim, Closing, Finish, MAX_RECORD_BYTES, Phase, Record, Store, problem_key,
+    stored_problem,
+};
 use cloudevents::event::AttributesWriter;
-use std::sync::Arc;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 pub struct Remediator {
@@ -23,10 +36,35 @@ pub struct Remediator {
     store: Store,
     action_timeout: Duration,
     out: Arc<dyn Publish>,
+    /// One task keeps every action deadline of this process (not a task per action).
+    timers: Mutex<Option<mpsc::UnboundedSender<Timer>>>,
+    this: Weak<Remediator>,
 }
+
+/// A deadline: (when, problem key, action.triggered id).
+type Timer = (Instant, String, String);
+
+/// How long a failed timeout (the store or the bus was down) waits before it is tried again.
+const TIMEOUT_RETRY: Duration = Duration::from_secs(5);
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+/// An event id derived from `parts`, so that a resend carries the id of the first attempt.
+fn derived_id(parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in parts {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    let digest = h.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
 }
 
 impl Remediator {
@@ -37,24 +75,41 @@ impl Remediator {
         action_timeout: Duration,
         out: Arc<dyn Publish>,
     ) -> Arc<Remediator> {
-        Arc::new(Remediator {
+        Arc::new_cyclic(|this| Remediator {
             source,
             events,
             store,
             action_timeout,
             out,
+            timers: Mutex::new(None),
+            this: this.clone(),
         })
     }
 
-    /// Re-arms the timeouts of remediations that were waiting when a process stopped.
+    /// Picks up remediations that were waiting or finishing when a process stopped: finishes
+    /// those whose outcome was decided and re-arms the timeouts of the others. Each waiting
+    /// action gets a full `ACTION_TIMEOUT` from now on this process's monotonic clock; the
+    /// wall-clock deadline in the record (written by any replica) is not compared with this
+    /// clock, so a replica whose clock is ahead does not time out actions that just started.
     pub async fn resume(self: &Arc<Self>) -> anyhow::Result<usize> {
-        let waiting = self.store.waiting().await?;
-        for (key, record) in &waiting {
-            if let Some(id) = &record.action_triggered_id {
-                self.arm_timer(key.clone(), id.clone(), record.deadline_ms);
+        let pending = self.store.pending().await?;
+        for (key, record) in &pending {
+            match record.phase {
+                Phase::Finishing => {
+                    if let Some((record, rev)) = self.store.get(key).await?
+                        && let Err(e) = self.complete(key, record, rev).await
+                    {
+                        warn!(error = %format!("{e:#}"), "finishing a remediation after a restart failed");
+                    }
+                }
+                _ => {
+                    if let Some(id) = &record.action_triggered_id {
+                        self.arm_timer(key.clone(), id.clone(), self.action_timeout);
+                    }
+                }
             }
         }
-        Ok(waiting.len())
+        Ok(pending.len())
     }
 
     pub async fn on_problem(
@@ -62,10 +117,18 @@ impl Remediator {
         meta: &Meta,
         ev: &ProblemEvent,
     ) -> anyhow::Result<()> {
-        match ev.state {
-            ProblemState::Open => self.open(meta, ev).await,
-            ProblemState::Closed | ProblemState::Resolved => self.close(meta, ev).await,
+        // A replay (the same event id again, after it was handled) does nothing; an event that
+        // failed part-way is not remembered, so its redelivery completes it.
+        if self.store.handled(&meta.id).await? {
+            metrics::counter!("events_replayed_total").increment(1);
+            debug!(event_id = %meta.id, "problem event already handled; replay ignored");
+            return Ok(());
         }
+        match ev.state {
+            ProblemState::Open => self.open(meta, ev).await?,
+            ProblemState::Closed | ProblemState::Resolved => self.close(meta, ev).await?,
+        }
+        self.store.remember(&meta.id).await
     }
 
     async fn open(self: &Arc<Self>, meta: &Meta, ev: &ProblemEvent) -> anyhow::Result<()> {
@@ -75,7 +138,7 @@ impl Remediator {
             opened_by: meta.id.clone(),
             scope: ev.scope.clone(),
             labels: ev.labels.clone(),
-            problem: ev.problem.as_value(),
+            problem: stored_problem(&ev.problem),
             keptn_context: meta
                 .keptn_context
                 .clone()
@@ -88,14 +151,23 @@ impl Remediator {
             deadline_ms: 0,
             last_error: String::new(),
             started_ms: now_ms(),
+            actions: None,
+            finish: None,
+            closing: None,
         };
-        let (record, rev) = match self.store.create(&key, &fresh).await? {
+        let size = fresh.encoded_len();
+        if size > MAX_RECORD_BYTES / 2 {
+            // Room is left for the actions and the outcome the record takes on later.
+            return self.refuse(meta, ev, size).await;
+        }
+        let (mut record, rev) = match self.store.create(&key, &fresh).await? {
             Claim::Created(rev) => (fresh, rev),
             Claim::Exists(existing, rev) if existing.opened_by == meta.id => {
                 // The same event again: a redelivery after a crash or a failed ack.
                 match existing.phase {
                     Phase::Starting => (*existing, rev),
                     Phase::Waiting => return self.resend_action(&existing).await,
+                    Phase::Finishing => return self.complete(&key, *existing, rev).await,
                     Phase::Finished => return Ok(()),
                 }
             }
@@ -117,72 +189,139 @@ impl Remediator {
                 return Ok(());
             }
             Ok(Plan::Missing) => {
-                self.publish_triggered(meta, &record).await?;
+                self.publish_triggered(meta, &record, &ev.problem.as_value())
+                    .await?;
                 let msg = format!(
                     "no remediation.yaml found for project {} stage {} service {}",
                     record.scope.project, record.scope.stage, record.scope.service
                 );
-                return self.finish(&key, record, rev, Outcome::Errored, &msg).await;
+                return self.finish(&key, record, rev, Outcome::Errored, msg).await;
             }
             Ok(Plan::Invalid(err)) => {
-                self.publish_triggered(meta, &record).await?;
+                self.publish_triggered(meta, &record, &ev.problem.as_value())
+                    .await?;
                 let msg = format!("remediation cannot run: {err}");
-                return self.finish(&key, record, rev, Outcome::Errored, &msg).await;
+                return self.finish(&key, record, rev, Outcome::Errored, msg).await;
             }
             Err(err) => {
-                self.publish_triggered(meta, &record).await?;
+                self.publish_triggered(meta, &record, &ev.problem.as_value())
+                    .await?;
                 let msg = format!("remediation.yaml could not be read: {err}");
-                return self.finish(&key, record, rev, Outcome::Errored, &msg).await;
+                return self.finish(&key, record, rev, Outcome::Errored, msg).await;
             }
             Ok(Plan::Ready(file)) => file,
         };
-        self.publish_triggered(meta, &record).await?;
-        match action_at_index(&file, &ev.problem, 0) {
+        // The actions are fixed now, for the whole remediation and its close.
+        let actions = file
+            .find(ev.problem.title(), ev.problem.root_cause())
+            .map(|(r, _)| Actions {
+                on_open: r.actions_on_open.clone(),
+                on_close: r.actions_on_close.clone(),
+            })
+            .unwrap_or_default();
+        record.actions = Some(actions);
+        self.publish_triggered(meta, &record, &ev.problem.as_value())
+            .await?;
+        match record.action(0) {
             Some(action) => self.start_action(&key, record, rev, 0, action).await,
             None => {
                 let msg = format!(
                     "no remediation action for problem {:?} in remediation.yaml (no problemType matches and no default)",
                     title_of(&record)
                 );
-                self.finish(&key, record, rev, Outcome::SucceededFail, &msg)
+                self.finish(&key, record, rev, Outcome::SucceededFail, msg)
                     .await
             }
         }
     }
 
-    async fn close(&self, meta: &Meta, ev: &ProblemEvent) -> anyhow::Result<()> {
-        let key = problem_key(&ev.scope, &ev.identity());
-        let previous = self.store.get(&key).await?;
-        self.store.delete(&key).await?;
-        info!(problem = %ev.identity(), scope = %ev.scope, "problem closed; it will be remediated again if it reopens");
-        let Ok(Plan::Ready(file)) =
-            load_plan(&self.source, &ev.scope, meta.git_commit_id.as_deref()).await
-        else {
-            return Ok(());
-        };
-        let Some((remediation, _)) = file.find(ev.problem.title(), ev.problem.root_cause()) else {
-            return Ok(());
-        };
+    /// A problem whose state cannot be stored is not remediated, and says so.
+    async fn refuse(&self, meta: &Meta, ev: &ProblemEvent, size: usize) -> anyhow::Result<()> {
+        metrics::counter!("problems_refused_total", "reason" => "too_large").increment(1);
+        let message = format!(
+            "problem {:?} is not remediated: what must be kept of it (scope and labels) takes {size} bytes, more than the {} bytes a remediation record may use",
+            ev.identity(),
+            MAX_RECORD_BYTES / 2
+        );
+        warn!(scope = %ev.scope, "{message}");
         let link = Link {
-            keptn_context: previous
-                .map(|(r, _)| r.keptn_context)
-                .or_else(|| meta.keptn_context.clone())
+            keptn_context: meta
+                .keptn_context
+                .clone()
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
             triggered_id: Some(meta.id.clone()),
             git_commit_id: meta.git_commit_id.clone(),
         };
-        for action in &remediation.actions_on_close {
-            let event = self.events.action_triggered(
-                &link,
-                &ev.scope,
-                &ev.labels,
-                action,
-                &ev.problem.as_value(),
-            );
-            self.out.publish(event).await?;
-            metrics::counter!("close_actions_total").increment(1);
+        let event = self
+            .events
+            .log_error(&link, Some(&ev.scope), "remediation", &message);
+        self.out.publish(event).await
+    }
+
+    /// A CLOSED ends the remediation this service started for the problem, and runs its close
+    /// actions once. A CLOSED for a problem not opened here (or already closed) switches nothing.
+    async fn close(self: &Arc<Self>, meta: &Meta, ev: &ProblemEvent) -> anyhow::Result<()> {
+        let key = problem_key(&ev.scope, &ev.identity());
+        // A compare-and-set lost to a concurrent change (the action finishing) is tried again.
+        for _ in 0..5 {
+            if self.try_close(&key, meta, ev).await? {
+                return Ok(());
+            }
         }
-        Ok(())
+        anyhow::bail!("remediation state kept changing while the problem was being closed")
+    }
+
+    /// `Ok(false)` when the record changed under the attempt.
+    async fn try_close(&self, key: &str, meta: &Meta, ev: &ProblemEvent) -> anyhow::Result<bool> {
+        let Some((mut record, rev)) = self.store.get(key).await? else {
+            metrics::counter!("closes_ignored_total").increment(1);
+            info!(problem = %ev.identity(), scope = %ev.scope, "CLOSED for a problem not opened here or already closed; no close actions");
+            return Ok(true);
+        };
+        match &record.closing {
+            // This CLOSED again (a redelivery): complete what it started.
+            Some(c) if c.event_id == meta.id => {
+                if record.phase != Phase::Waiting {
+                    self.complete(key, record, rev).await?;
+                }
+                return Ok(true);
+            }
+            Some(_) => {
+                metrics::counter!("closes_ignored_total").increment(1);
+                debug!(problem = %ev.identity(), "problem already closing; CLOSED ignored");
+                return Ok(true);
+            }
+            None => {}
+        }
+        record.closing = Some(Closing {
+            event_id: meta.id.clone(),
+            git_commit_id: meta.git_commit_id.clone(),
+        });
+        match record.phase {
+            Phase::Starting => {
+                record.phase = Phase::Finishing;
+                record.finish = Some(Finish {
+                    outcome: Outcome::SucceededFail,
+                    message: "the problem closed before an action started".to_owned(),
+                });
+            }
+            Phase::Waiting => {
+                // The action may be switching its flags right now: its end (action.finished
+                // or the deadline) finishes the remediation, and the close actions follow it.
+                if self.store.update(key, &record, rev).await?.is_none() {
+                    return Ok(false);
+                }
+                info!(problem = %ev.identity(), action = %record.action_label, "problem closed while its action runs; the close actions follow when it ends");
+                return Ok(true);
+            }
+            Phase::Finishing | Phase::Finished => {}
+        }
+        let Some(rev) = self.store.update(key, &record, rev).await? else {
+            return Ok(false);
+        };
+        info!(problem = %ev.identity(), scope = %ev.scope, "problem closed; it will be remediated again if it reopens");
+        self.complete(key, record, rev).await?;
+        Ok(true)
     }
 
     /// Whether a remediation is held for this problem, so that an OPEN for it starts nothing
@@ -207,10 +346,14 @@ impl Remediator {
         let Some((record, rev)) = self.store.get(&key).await? else {
             return Ok(());
         };
-        if record.phase != Phase::Waiting
-            || record.action_triggered_id.as_deref() != Some(triggered)
-        {
+        if record.action_triggered_id.as_deref() != Some(triggered) {
             return Ok(());
+        }
+        match record.phase {
+            Phase::Waiting => {}
+            // Decided before, not yet sent (a failed publish): this redelivery sends it.
+            Phase::Finishing => return self.complete(&key, record, rev).await,
+            Phase::Starting | Phase::Finished => return Ok(()),
         }
         let detail = if ev.message.is_empty() {
             String::new()
@@ -219,7 +362,7 @@ impl Remediator {
         };
         if ev.succeeded() {
             let msg = format!("action {} succeeded{detail}", record.action_label);
-            self.finish(&key, record, rev, Outcome::Pass, &msg).await
+            self.finish(&key, record, rev, Outcome::Pass, msg).await
         } else {
             let error = format!(
                 "action {} failed ({}/{}){detail}",
@@ -237,10 +380,13 @@ impl Remediator {
         let Some((record, rev)) = self.store.get(key).await? else {
             return Ok(());
         };
-        if record.phase != Phase::Waiting
-            || record.action_triggered_id.as_deref() != Some(action_triggered_id)
-        {
+        if record.action_triggered_id.as_deref() != Some(action_triggered_id) {
             return Ok(());
+        }
+        match record.phase {
+            Phase::Waiting => {}
+            Phase::Finishing => return self.complete(key, record, rev).await,
+            Phase::Starting | Phase::Finished => return Ok(()),
         }
         metrics::counter!("action_timeouts_total").increment(1);
         let error = format!(
@@ -250,7 +396,8 @@ impl Remediator {
         self.escalate(key, record, rev, error).await
     }
 
-    /// The current action failed: try the next one, or finish with the last error.
+    /// The current action failed: try the next one (unless the problem closed meanwhile), or
+    /// finish with the last error.
     async fn escalate(
         self: &Arc<Self>,
         key: &str,
@@ -261,15 +408,19 @@ impl Remediator {
         warn!(scope = %record.scope, %error, "remediation action failed");
         record.last_error = error.clone();
         let next = record.action_index + 1;
-        if let Some(action) = self.action_at(&record, next).await {
+        if record.closing.is_none()
+            && let Some(action) = self.action_at(&record, next).await
+        {
             return self.start_action(key, record, rev, next, action).await;
         }
-        let msg = if next > 1 {
+        let msg = if record.closing.is_some() {
+            format!("{error}; the problem closed meanwhile, so no further action was started")
+        } else if next > 1 {
             format!("all {next} actions failed; last error: {error}")
         } else {
             error
         };
-        self.finish(key, record, rev, Outcome::Errored, &msg).await
+        self.finish(key, record, rev, Outcome::Errored, msg).await
     }
 
     async fn start_action(
@@ -293,12 +444,12 @@ impl Remediator {
             self.store.link_action(&id, key)
         );
         if updated?.is_none() {
-            return Ok(()); // another replica moved this remediation on
+            return Ok(()); // another replica moved this remediation on, or it closed
         }
         linked?;
-        self.publish_action(&record, &action).await?;
-        self.arm_timer(key.to_owned(), id, record.deadline_ms);
-        Ok(())
+        // The timer runs on this process's monotonic clock, whatever the wall clock says.
+        self.arm_timer(key.to_owned(), id, self.action_timeout);
+        self.publish_action(&record, &action).await
     }
 
     /// Sends status.changed and action.triggered for the record's current action (again, with
@@ -333,10 +484,18 @@ impl Remediator {
         }
     }
 
-    /// The action at `index` for the record's problem, from the current remediation.yaml.
+    /// The action at `index`: from the record (fixed when the remediation started), or for a
+    /// record written before actions were kept, from the current remediation.yaml.
     async fn action_at(&self, record: &Record, index: usize) -> Option<ActionInfo> {
+        if record.actions.is_some() {
+            return record.action(index);
+        }
         match load_plan(&self.source, &record.scope, record.git_commit_id.as_deref()).await {
-            Ok(Plan::Ready(file)) => action_at_index(&file, &problem_of(record), index),
+            Ok(Plan::Ready(file)) => {
+                let problem = problem_of(record);
+                let (remediation, _) = file.find(problem.title(), problem.root_cause())?;
+                remediation.actions_on_open.get(index).cloned()
+            }
             _ => None,
         }
     }
@@ -349,66 +508,163 @@ impl Remediator {
         }
     }
 
-    async fn publish_triggered(&self, meta: &Meta, record: &Record) -> anyhow::Result<()> {
+    async fn publish_triggered(
+        &self,
+        meta: &Meta,
+        record: &Record,
+        problem: &serde_json::Value,
+    ) -> anyhow::Result<()> {
         let link = Link {
             keptn_context: record.keptn_context.clone(),
             triggered_id: Some(meta.id.clone()),
             git_commit_id: record.git_commit_id.clone(),
         };
-        let mut event = self.events.remediation_triggered(
-            &link,
-            &record.scope,
-            &record.labels,
-            &record.problem,
-        );
+        let mut event =
+            self.events
+                .remediation_triggered(&link, &record.scope, &record.labels, problem);
         event.set_id(record.remediation_triggered_id.clone());
         self.out.publish(event).await
     }
 
+    /// Decides the outcome (stored first, so a failed publish loses nothing), then sends it.
     async fn finish(
         &self,
         key: &str,
         mut record: Record,
         rev: u64,
         outcome: Outcome,
-        message: &str,
+        message: String,
     ) -> anyhow::Result<()> {
-        record.phase = Phase::Finished;
-        if self.store.update(key, &record, rev).await?.is_none() {
-            return Ok(());
-        }
-        let event = self.events.remediation_finished(
-            &self.link(&record),
-            &record.scope,
-            &record.labels,
-            outcome,
-            message,
-        );
-        self.out.publish(event).await?;
-        let result = match outcome {
-            Outcome::Pass => "pass",
-            Outcome::SucceededFail => "no_action",
-            Outcome::Errored => "fail",
+        record.phase = Phase::Finishing;
+        record.finish = Some(Finish { outcome, message });
+        let Some(rev) = self.store.update(key, &record, rev).await? else {
+            return Ok(()); // another replica (or a CLOSED) moved this remediation on
         };
-        metrics::counter!("remediations_total", "result" => result).increment(1);
-        metrics::histogram!("remediation_duration_seconds")
-            .record((now_ms() - record.started_ms).max(0) as f64 / 1000.0);
-        crate::telemetry::waiting_ended(key, None);
-        info!(scope = %record.scope, shkeptncontext = %record.keptn_context, result, detail = message, "remediation finished");
-        Ok(())
+        self.complete(key, record, rev).await
     }
 
-    fn arm_timer(self: &Arc<Self>, key: String, action_triggered_id: String, deadline_ms: i64) {
-        let this = Arc::clone(self);
-        crate::telemetry::waiting_started(&key, &action_triggered_id);
-        tokio::spawn(async move {
-            let wait = (deadline_ms - now_ms()).max(0) as u64;
-            tokio::time::sleep(Duration::from_millis(wait)).await;
-            if let Err(e) = this.on_timeout(&key, &action_triggered_id).await {
-                warn!(error = %format!("{e:#}"), "handling an action timeout failed");
+    /// Sends what a decided remediation still owes: its remediation.finished (phase
+    /// `Finishing`), then, when the problem closed, its close actions. Every id is derived from
+    /// the record, so a resend after a failure carries the ids of the first attempt.
+    async fn complete(&self, key: &str, mut record: Record, rev: u64) -> anyhow::Result<()> {
+        if record.phase == Phase::Finishing {
+            let finish = record.finish.clone().unwrap_or(Finish {
+                outcome: Outcome::Errored,
+                message: String::new(),
+            });
+            let mut event = self.events.remediation_finished(
+                &self.link(&record),
+                &record.scope,
+                &record.labels,
+                finish.outcome,
+                &finish.message,
+            );
+            event.set_id(derived_id(&[&record.remediation_triggered_id, "finished"]));
+            self.out.publish(event).await?;
+            let result = match finish.outcome {
+                Outcome::Pass => "pass",
+                Outcome::SucceededFail => "no_action",
+                Outcome::Errored => "fail",
+            };
+            metrics::counter!("remediations_total", "result" => result).increment(1);
+            metrics::histogram!("remediation_duration_seconds")
+                .record((now_ms() - record.started_ms).max(0) as f64 / 1000.0);
+            crate::telemetry::waiting_ended(key, None);
+            info!(scope = %record.scope, shkeptncontext = %record.keptn_context, result, detail = %finish.message, "remediation finished");
+            if record.closing.is_none() {
+                record.phase = Phase::Finished;
+                record.finish = None;
+                // Lost to a concurrent CLOSED: that one runs the close actions.
+                if self.store.update(key, &record, rev).await?.is_none() {
+                    debug!("remediation closed while its end was being sent");
+                }
+                return Ok(());
             }
-            crate::telemetry::waiting_ended(&key, Some(&action_triggered_id));
+        }
+        let Some(closing) = &record.closing else {
+            return Ok(());
+        };
+        let on_close = match &record.actions {
+            Some(actions) => actions.on_close.clone(),
+            None => self.close_actions_from_file(&record, closing).await,
+        };
+        let link = Link {
+            keptn_context: record.keptn_context.clone(),
+            triggered_id: Some(closing.event_id.clone()),
+            git_commit_id: closing.git_commit_id.clone(),
+        };
+        for (i, action) in on_close.iter().enumerate() {
+            let mut event = self.events.action_triggered(
+                &link,
+                &record.scope,
+                &record.labels,
+                action,
+                &record.problem,
+            );
+            event.set_id(derived_id(&[&closing.event_id, "close", &i.to_string()]));
+            self.out.publish(event).await?;
+            metrics::counter!("close_actions_total").increment(1);
+        }
+        self.store.delete(key).await
+    }
+
+    /// Close actions of a record written before actions were kept.
+    async fn close_actions_from_file(&self, record: &Record, closing: &Closing) -> Vec<ActionInfo> {
+        let problem = problem_of(record);
+        match load_plan(
+            &self.source,
+            &record.scope,
+            closing.git_commit_id.as_deref(),
+        )
+        .await
+        {
+            Ok(Plan::Ready(file)) => file
+                .actions_on_close(problem.title(), problem.root_cause())
+                .to_vec(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Arms a timeout `after` from now on the one timer task of this process.
+    fn arm_timer(&self, key: String, action_triggered_id: String, after: Duration) {
+        crate::telemetry::waiting_started(&key, &action_triggered_id);
+        let mut timers = self.timers.lock().expect("timer lock");
+        let tx = timers.get_or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(run_timers(self.this.clone(), rx));
+            tx
         });
+        let _ = tx.send((Instant::now() + after, key, action_triggered_id));
+    }
+}
+
+/// The timer task: a heap of deadlines, each handled in a task of its own when it passes.
+async fn run_timers(this: Weak<Remediator>, mut rx: mpsc::UnboundedReceiver<Timer>) {
+    let mut heap: BinaryHeap<Reverse<Timer>> = BinaryHeap::new();
+    loop {
+        let next = heap.peek().map(|Reverse((at, ..))| *at);
+        tokio::select! {
+            armed = rx.recv() => match armed {
+                Some(timer) => heap.push(Reverse(timer)),
+                None => return,
+            },
+            _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
+                let now = Instant::now();
+                while heap.peek().is_some_and(|Reverse((at, ..))| *at <= now) {
+                    let Some(Reverse((_, key, id))) = heap.pop() else { break };
+                    let Some(remediator) = this.upgrade() else { return };
+                    tokio::spawn(async move {
+                        match remediator.on_timeout(&key, &id).await {
+                            Ok(()) => crate::telemetry::waiting_ended(&key, Some(&id)),
+                            Err(e) => {
+                                warn!(error = %format!("{e:#}"), "handling an action timeout failed; trying again");
+                                remediator.arm_timer(key, id, TIMEOUT_RETRY);
+                            }
+                        }
+                    });
+                }
+            }
+        }
     }
 }
 
@@ -428,12 +684,314 @@ fn title_of(record: &Record) -> String {
     problem_of(record).title().unwrap_or_default().to_owned()
 }
 
-/// The action at `index` of the remediation matching the problem.
-fn action_at_index(
-    file: &RemediationFile,
-    problem: &crate::keptn::ProblemDetails,
-    index: usize,
-) -> Option<ActionInfo> {
-    let (remediation, _) = file.find(problem.title(), problem.root_cause())?;
-    remediation.actions_on_open.get(index).cloned()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::Collector;
+    use crate::keptn::{Incoming, Kind, decode_bytes};
+    use crate::resources::DirSource;
+    use cloudevents::{AttributesReader, Event};
+    use futures::future::BoxFuture;
+    use serde_json::{Value, json};
+    use std::sync::Mutex;
+
+    const FILE: &str = r#"apiVersion: spec.keptn.sh/0.1.4
+kind: Remediation
+metadata:
+  name: unit
+spec:
+  remediations:
+    - problemType: Failure rate increase
+      actionsOnOpen:
+        - name: first
+          action: toggle-feature
+          value:
+            First: "on"
+        - name: second
+          action: toggle-feature
+          value:
+            Second: "on"
+      actionsOnClose:
+        - name: back
+          action: toggle-feature
+          value:
+            First: "off"
+"#;
+
+    /// A bus that fails the publishes whose type is listed in `fail_once`, once each.
+    #[derive(Clone, Default)]
+    struct Flaky {
+        seen: Collector,
+        fail_once: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Flaky {
+        fn failing(types: &[&str]) -> Flaky {
+            Flaky {
+                seen: Collector::new(),
+                fail_once: Arc::new(Mutex::new(types.iter().map(|t| (*t).to_owned()).collect())),
+            }
+        }
+        fn of(&self, short: &str) -> Vec<Event> {
+            let ty = format!("sh.keptn.event.{short}");
+            self.seen
+                .events()
+                .into_iter()
+                .filter(|e| e.ty() == ty)
+                .collect()
+        }
+    }
+
+    impl Publish for Flaky {
+        fn publish(&self, event: Event) -> BoxFuture<'_, anyhow::Result<()>> {
+            let mut fail = self.fail_once.lock().unwrap();
+            if let Some(i) = fail.iter().position(|t| t == event.ty()) {
+                fail.remove(i);
+                return Box::pin(async { anyhow::bail!("publish failed (test)") });
+            }
+            drop(fail);
+            self.seen.publish(event)
+        }
+    }
+
+    struct Rig {
+        remediator: Arc<Remediator>,
+        bus: Flaky,
+        dir: tempfile::TempDir,
+    }
+
+    fn rig(bus: Flaky) -> Rig {
+        rig_with(bus, Duration::from_secs(600))
+    }
+
+    fn rig_with(bus: Flaky, timeout: Duration) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("remediation.yaml"), FILE).unwrap();
+        let remediator = Remediator::new(
+            ResourceSource::Dir(DirSource::new(dir.path())),
+            EventFactory::new("test"),
+            Store::memory(Duration::from_secs(3600)),
+            timeout,
+            Arc::new(bus.clone()),
+        );
+        Rig {
+            remediator,
+            bus,
+            dir,
+        }
+    }
+
+    fn decode(v: Value) -> Incoming {
+        decode_bytes(&serde_json::to_vec(&v).unwrap()).unwrap()
+    }
+
+    fn problem(id: &str, state: &str, problem_id: Value) -> Value {
+        json!({
+            "specversion": "1.0", "id": id, "source": "test",
+            "type": if state == "OPEN" { "sh.keptn.event.problem.open" } else { "sh.keptn.events.problem" },
+            "shkeptncontext": "ctx-1",
+            "data": {
+                "State": state, "ProblemID": problem_id, "ProblemTitle": "Failure rate increase",
+                "project": "website", "stage": "production", "service": "front-end"
+            }
+        })
+    }
+
+    fn finished_for(triggered: &Event, result: &str) -> Incoming {
+        decode(json!({
+            "specversion": "1.0", "id": uuid::Uuid::new_v4().to_string(), "source": "test",
+            "type": "sh.keptn.event.action.finished", "shkeptncontext": "ctx-1",
+            "triggeredid": triggered.id(),
+            "data": {
+                "project": "website", "stage": "production", "service": "front-end",
+                "status": if result == "pass" { "succeeded" } else { "errored" }, "result": result
+            }
+        }))
+    }
+
+    async fn handle(r: &Arc<Remediator>, ev: &Incoming) -> anyhow::Result<()> {
+        match &ev.kind {
+            Kind::Problem(p) => r.on_problem(&ev.meta, p).await,
+            Kind::ActionFinished(f) => r.on_action_finished(&ev.meta, f).await,
+            _ => unreachable!(),
+        }
+    }
+
+    fn flag_values(events: &[Event]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| match e.data() {
+                Some(cloudevents::Data::Json(v)) => v["action"]["value"].to_string(),
+                _ => String::new(),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_failed_finished_publish_is_sent_on_redelivery_with_the_same_id() {
+        let rig = rig(Flaky::failing(&["sh.keptn.event.remediation.finished"]));
+        let r = &rig.remediator;
+        handle(r, &decode(problem("open-1", "OPEN", json!("P-1"))))
+            .await
+            .unwrap();
+        let triggered = rig.bus.of("action.triggered");
+        assert_eq!(triggered.len(), 1);
+        let done = finished_for(&triggered[0], "pass");
+        assert!(
+            handle(r, &done).await.is_err(),
+            "the failed publish is reported"
+        );
+        assert!(rig.bus.of("remediation.finished").is_empty());
+        // JetStream redelivers the action.finished: this time the event goes out.
+        handle(r, &done).await.unwrap();
+        let finished = rig.bus.of("remediation.finished");
+        assert_eq!(finished.len(), 1, "sent on redelivery");
+        // A further redelivery (the ack was lost) sends nothing more.
+        handle(r, &done).await.unwrap();
+        assert_eq!(rig.bus.of("remediation.finished").len(), 1);
+        drop(rig.dir);
+    }
+
+    #[tokio::test]
+    async fn a_close_during_a_running_action_waits_for_it_then_finishes_and_runs_close_actions() {
+        let rig = rig(Flaky::default());
+        let r = &rig.remediator;
+        handle(r, &decode(problem("open-6", "OPEN", json!("P-6"))))
+            .await
+            .unwrap();
+        let first = rig.bus.of("action.triggered");
+        assert_eq!(first.len(), 1);
+        handle(r, &decode(problem("close-6", "CLOSED", json!("P-6"))))
+            .await
+            .unwrap();
+        // The open action may still be switching the flag on: the close action must not race it.
+        assert_eq!(
+            rig.bus.of("action.triggered").len(),
+            1,
+            "no close action yet"
+        );
+        // The open action fails: no escalation (the problem is closed), the remediation ends.
+        handle(r, &finished_for(&first[0], "fail")).await.unwrap();
+        let finished = rig.bus.of("remediation.finished");
+        assert_eq!(finished.len(), 1, "the remediation ends with an event");
+        let all = rig.bus.seen.events();
+        let at_finished = all.iter().position(|e| e.id() == finished[0].id()).unwrap();
+        let triggered = rig.bus.of("action.triggered");
+        assert_eq!(triggered.len(), 2, "one open action, then the close action");
+        assert_eq!(flag_values(&triggered[1..]), vec![r#"{"First":"off"}"#]);
+        let at_close = all
+            .iter()
+            .position(|e| e.id() == triggered[1].id())
+            .unwrap();
+        assert!(
+            at_finished < at_close,
+            "remediation.finished, then the close action"
+        );
+        // A late action.finished or a second CLOSED changes nothing.
+        handle(r, &finished_for(&first[0], "pass")).await.unwrap();
+        handle(r, &decode(problem("close-6b", "CLOSED", json!("P-6"))))
+            .await
+            .unwrap();
+        assert_eq!(rig.bus.of("action.triggered").len(), 2);
+        assert_eq!(rig.bus.of("remediation.finished").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn close_actions_run_only_for_a_problem_opened_here_and_not_yet_closed() {
+        let rig = rig(Flaky::default());
+        let r = &rig.remediator;
+        // Never opened here: nothing is switched.
+        handle(r, &decode(problem("forged", "CLOSED", json!("P-never"))))
+            .await
+            .unwrap();
+        assert!(
+            rig.bus.seen.events().is_empty(),
+            "{:?}",
+            rig.bus.seen.events()
+        );
+
+        let open = decode(problem("open-4", "OPEN", json!("P-4")));
+        handle(r, &open).await.unwrap();
+        let first = rig.bus.of("action.triggered");
+        handle(r, &finished_for(&first[0], "pass")).await.unwrap();
+        let close = decode(problem("close-4", "CLOSED", json!("P-4")));
+        handle(r, &close).await.unwrap();
+        assert_eq!(rig.bus.of("action.triggered").len(), 2, "one close action");
+        let before = rig.bus.seen.events().len();
+        // Replays of the OPEN and of the CLOSED: already handled, nothing happens.
+        handle(r, &open).await.unwrap();
+        handle(r, &close).await.unwrap();
+        assert_eq!(
+            rig.bus.seen.events().len(),
+            before,
+            "{:?}",
+            rig.bus.seen.events()
+        );
+        // A new notification of the problem (a new id) is a new remediation.
+        handle(r, &decode(problem("open-4b", "OPEN", json!("P-4"))))
+            .await
+            .unwrap();
+        assert_eq!(rig.bus.of("remediation.triggered").len(), 2);
+    }
+
+    #[tokio::test]
+    async fn numeric_problem_ids_keep_problems_with_one_title_apart() {
+        let rig = rig(Flaky::default());
+        let r = &rig.remediator;
+        handle(r, &decode(problem("n-1", "OPEN", json!(101))))
+            .await
+            .unwrap();
+        handle(r, &decode(problem("n-2", "OPEN", json!(102))))
+            .await
+            .unwrap();
+        assert_eq!(rig.bus.of("remediation.triggered").len(), 2);
+        assert_eq!(rig.bus.of("action.triggered").len(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_actions_are_fixed_when_the_remediation_starts() {
+        let rig = rig(Flaky::default());
+        let r = &rig.remediator;
+        handle(r, &decode(problem("open-18", "OPEN", json!("P-18"))))
+            .await
+            .unwrap();
+        // The file is edited while the first action runs.
+        let edited = FILE
+            .replace("Second: \"on\"", "Other: \"on\"")
+            .replace("First: \"off\"", "Other: \"off\"");
+        std::fs::write(rig.dir.path().join("remediation.yaml"), edited).unwrap();
+        let first = rig.bus.of("action.triggered");
+        handle(r, &finished_for(&first[0], "fail")).await.unwrap();
+        let triggered = rig.bus.of("action.triggered");
+        assert_eq!(flag_values(&triggered[1..]), vec![r#"{"Second":"on"}"#]);
+        handle(r, &finished_for(&triggered[1], "pass"))
+            .await
+            .unwrap();
+        handle(r, &decode(problem("close-18", "CLOSED", json!("P-18"))))
+            .await
+            .unwrap();
+        let triggered = rig.bus.of("action.triggered");
+        assert_eq!(flag_values(&triggered[2..]), vec![r#"{"First":"off"}"#]);
+    }
+
+    #[tokio::test]
+    async fn a_timeout_whose_publish_fails_is_tried_again() {
+        let rig = rig_with(
+            Flaky::failing(&["sh.keptn.event.remediation.finished"]),
+            Duration::from_millis(50),
+        );
+        let r = &rig.remediator;
+        handle(r, &decode(problem("open-t", "OPEN", json!("P-t"))))
+            .await
+            .unwrap();
+        // Two actions time out; the first remediation.finished publish fails, the retry sends it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while rig.bus.of("remediation.finished").is_empty() {
+            assert!(std::time::Instant::now() < deadline, "never finished");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(rig.bus.of("action.triggered").len(), 2);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(rig.bus.of("remediation.finished").len(), 1);
+    }
 }

@@ -263,16 +263,6 @@ fn decode_request(req: &HttpRequest, body: &web::Bytes) -> Result<Incoming, Deco
     }
 }
 
-/// Handles an event in the background, exactly as one from NATS; `done` is dropped when the
-/// handling ends. Every HTTP source goes through here.
-fn submit(pipeline: &Arc<Pipeline>, incoming: Incoming, done: Option<InFlightId>) {
-    let pipeline = pipeline.clone();
-    tokio::spawn(async move {
-        let _done = done;
-        let _ = pipeline.dispatch(incoming).await;
-    });
-}
-
 async fn ingest(
     state: web::Data<HttpState>,
     req: HttpRequest,
@@ -287,16 +277,15 @@ async fn ingest(
             let id = incoming.meta.id.clone();
             let handled = pipeline.handles(&incoming);
             let ty = incoming.meta.ty.clone();
-            // Accepted now, handled in the background, exactly as an event from NATS (an
-            // ignored one is still counted there).
-            submit(&pipeline, incoming, None);
-            if handled {
-                HttpResponse::Accepted().json(json!({"accepted": id}))
-            } else {
-                HttpResponse::Ok().json(json!({
+            // Accepted now, handled in the background under the same permits as NATS events
+            // (an ignored one is still counted there).
+            match pipeline.admit(incoming) {
+                Ok(()) if handled => HttpResponse::Accepted().json(json!({"accepted": id})),
+                Ok(()) => HttpResponse::Ok().json(json!({
                     "ignored": id,
                     "reason": format!("no enabled role handles {ty} (see ROLES and ACCEPT_REMEDIATION_SEQUENCES)")
-                }))
+                })),
+                Err(refused) => busy(refused),
             }
         }
         Err(e) => {
@@ -356,8 +345,10 @@ async fn keptn_api(
             // As Keptn's API: a context that is not a UUID (Dynatrace sends its PID) becomes one.
             let ctx = context_of(incoming.meta.keptn_context.as_deref());
             incoming.meta.keptn_context = Some(ctx.clone());
-            submit(&pipeline, incoming, None);
-            HttpResponse::Ok().json(json!({"keptnContext": ctx}))
+            match pipeline.admit(incoming) {
+                Ok(()) => HttpResponse::Ok().json(json!({"keptnContext": ctx})),
+                Err(refused) => busy(refused),
+            }
         }
         Err(e) => {
             pipeline.reject(&e).await;
@@ -459,6 +450,7 @@ async fn webhook(
             "duplicate" => "duplicate",
             "ignored" => "ignored",
             "rejected" => "rejected",
+            "refused" => "refused",
             _ => "accepted",
         };
         *counts.entry(label).or_default() += 1;
@@ -479,6 +471,11 @@ async fn webhook(
             "source": source.name(),
             "alerts": answers,
         }));
+    }
+    // Stopping part-way: the sender retries the whole notification on a 503, and what was
+    // already handed on is then a duplicate.
+    if counts.contains_key("refused") {
+        return busy(crate::service::pipeline::Refused::Stopping);
     }
     count_notification(source, "accepted");
     HttpResponse::Ok().json(json!({
@@ -575,12 +572,32 @@ async fn handle_alert(
                 outcome = %answer["outcome"],
                 "webhook alert"
             );
-            if !repeated {
-                submit(pipeline, *incoming, Some(InFlightId(in_flight.clone(), id)));
+            if !repeated
+                && pipeline
+                    .admit_waiting(*incoming, InFlightId(in_flight.clone(), id))
+                    .await
+                    .is_err()
+            {
+                answer["outcome"] = json!("refused");
+                answer["reason"] = json!("stopping");
+                answer["message"] = json!("the service is stopping; send the notification again");
             }
         }
     }
     answer
+}
+
+/// 503 with `Retry-After`: the sender keeps the event and tries again (Alertmanager, Grafana
+/// and Dynatrace retry on 5xx).
+fn busy(refused: crate::service::pipeline::Refused) -> HttpResponse {
+    use crate::service::pipeline::Refused;
+    let (after, error) = match refused {
+        Refused::Busy => ("1", "busy: every permit is in use (CONCURRENCY); try again"),
+        Refused::Stopping => ("5", "stopping: not taking new events"),
+    };
+    HttpResponse::ServiceUnavailable()
+        .insert_header(("Retry-After", after))
+        .json(json!({"error": error}))
 }
 
 fn header(req: &HttpRequest, name: &str) -> Option<String> {

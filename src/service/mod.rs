@@ -14,7 +14,6 @@ use pipeline::Pipeline;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 /// The subjects the enabled roles listen on.
@@ -165,6 +164,9 @@ pub async fn serve(
     let store = if has_js {
         Store::jetstream(&js, &args.state_bucket, args.state_ttl).await?
     } else {
+        if args.roles.contains(&Role::Remediator) {
+            nats::claim_sole_remediator(&client, &args.pubsub_group).await?;
+        }
         Store::memory(args.state_ttl)
     };
     info!(
@@ -184,15 +186,18 @@ pub async fn serve(
     pipeline.notifier = notifier;
     let pipeline = Arc::new(pipeline);
     let _ = slot.set(pipeline.clone());
-    if let Some(r) = &pipeline.remediator {
-        match r.resume().await {
-            Ok(0) => {}
-            Ok(n) => info!(
-                count = n,
-                "re-armed timeouts of remediations waiting for an action"
-            ),
-            Err(e) => warn!(error = %format!("{e:#}"), "could not list waiting remediations"),
-        }
+    if let Some(r) = pipeline.remediator.clone() {
+        // In the background: listing the remembered state grows with it, and readiness must not.
+        tokio::spawn(async move {
+            match r.resume().await {
+                Ok(0) => {}
+                Ok(n) => info!(
+                    count = n,
+                    "re-armed timeouts of remediations waiting for an action"
+                ),
+                Err(e) => warn!(error = %format!("{e:#}"), "could not list waiting remediations"),
+            }
+        });
     }
 
     let subjects = if args.pubsub_topic.is_empty() {
@@ -200,7 +205,6 @@ pub async fn serve(
     } else {
         args.pubsub_topic.clone()
     };
-    let limit = Arc::new(Semaphore::new(args.concurrency.max(1)));
     let consumed = if use_js {
         let stream = nats::ensure_stream(&js, &args.nats_stream, &subjects).await?;
         nats::run_jetstream(
@@ -208,7 +212,6 @@ pub async fn serve(
             subjects,
             &args,
             pipeline.clone(),
-            limit.clone(),
             subscribed.clone(),
             stop_rx.clone(),
         )
@@ -219,7 +222,6 @@ pub async fn serve(
             subjects,
             args.pubsub_group.clone(),
             pipeline.clone(),
-            limit.clone(),
             subscribed.clone(),
             stop_rx.clone(),
         )
@@ -232,10 +234,12 @@ pub async fn serve(
     consumed?;
 
     info!("stopping: no new events; waiting for those in flight");
-    let all = u32::try_from(args.concurrency.max(1)).unwrap_or(u32::MAX);
-    match tokio::time::timeout(args.shutdown_grace, limit.acquire_many(all)).await {
-        Ok(_) => info!("all events in flight finished"),
-        Err(_) => warn!("shutdown grace elapsed; unfinished events are handed back for redelivery"),
+    // Every source (NATS and HTTP) takes its permits from the pipeline, so this drain waits
+    // for all of them; from here on HTTP ingest answers 503.
+    if pipeline.permits.drain(args.shutdown_grace).await {
+        info!("all events in flight finished");
+    } else {
+        warn!("shutdown grace elapsed; unfinished events are handed back for redelivery");
     }
     if let Some(n) = &pipeline.notifier
         && !n.drain(Duration::from_secs(5)).await
@@ -418,5 +422,6 @@ fn build_pipeline(
         action,
         accept_sequences: args.accept_remediation_sequences,
         notifier: None,
+        permits: pipeline::Permits::new(args.concurrency),
     })
 }

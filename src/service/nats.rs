@@ -394,6 +394,52 @@ fn fair_shares(sizes: &[usize], budget: usize) -> Vec<usize> {
     shares
 }
 
+/// Without JetStream the remediation state lives in each process's memory, and an
+/// `action.finished` may reach a replica that does not know its remediation: a second
+/// remediator in the same group is refused. Each one answers on a subject of the group; a new
+/// one that gets an answer stops with an error. (Two started within the same half second are not
+/// caught.)
+pub async fn claim_sole_remediator(client: &async_nats::Client, group: &str) -> anyhow::Result<()> {
+    let clean: String = group
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let subject = format!("_unleash_remediation.replica.{clean}");
+    let answer = tokio::time::timeout(
+        Duration::from_millis(500),
+        client.request(subject.clone(), bytes::Bytes::new()),
+    )
+    .await;
+    if let Ok(Ok(_)) = answer {
+        anyhow::bail!(
+            "another remediator of PUBSUB_GROUP {group:?} is running on this NATS server, which has no JetStream: \
+             without JetStream the remediation state is kept per process, so only one remediator may run \
+             (start nats-server with -js to run several replicas, or give this one ROLES without remediator)"
+        );
+    }
+    let mut sub = client
+        .subscribe(subject)
+        .await
+        .context("subscribing to the replica check")?;
+    let client = client.clone();
+    tokio::spawn(async move {
+        while let Some(msg) = sub.next().await {
+            if let Some(reply) = msg.reply {
+                let _ = client
+                    .publish(reply, bytes::Bytes::from_static(b"here"))
+                    .await;
+            }
+        }
+    });
+    Ok(())
+}
+
 /// Whether the server has JetStream enabled for this account. Asks `$JS.API.INFO` and reads
 /// the answer loosely: the typed account-info call of the client library does not parse the
 /// answers of nats-server 2.9, and the INFO flag may not be there yet right after connecting.
@@ -457,15 +503,15 @@ pub async fn ensure_stream(
     .context("creating JetStream stream")
 }
 
-/// Runs core-NATS queue subscriptions until `shutdown` fires.
+/// Runs core-NATS queue subscriptions until `shutdown` fires. Each subject has its own loop,
+/// so a subject whose permits are all taken (toggles on a hung Unleash) holds up only itself.
 pub async fn run_core(
     client: async_nats::Client,
     subjects: Vec<String>,
     group: String,
     pipeline: Arc<Pipeline>,
-    limit: Arc<Semaphore>,
     ready: Arc<std::sync::atomic::AtomicBool>,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut subs = Vec::new();
     for subject in &subjects {
@@ -473,25 +519,43 @@ pub async fn run_core(
             .queue_subscribe(subject.clone(), group.clone())
             .await
             .with_context(|| format!("subscribing to {subject}"))?;
-        subs.push(sub);
+        subs.push((subject.clone(), sub));
     }
     client.flush().await.ok();
     info!(?subjects, %group, "subscribed (core NATS, queue group)");
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
-    let mut messages = futures::stream::select_all(subs);
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => break,
-            next = messages.next() => {
-                let Some(msg) = next else { break };
-                let permit = limit.clone().acquire_owned().await.expect("semaphore open");
-                let pipeline = pipeline.clone();
-                tokio::spawn(async move {
-                    let _ = pipeline.handle_payload(&msg.subject, &msg.payload).await;
-                    drop(permit);
-                });
-            }
-        }
+    let loops: Vec<_> = subs
+        .into_iter()
+        .map(|(subject, mut messages)| {
+            let pipeline = pipeline.clone();
+            let mut shutdown = shutdown.clone();
+            let limit = pipeline.permits.pool(&subject);
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = shutdown.changed() => break,
+                        next = messages.next() => {
+                            let Some(msg) = next else { break };
+                            let permit = tokio::select! {
+                                _ = shutdown.changed() => break,
+                                p = limit.clone().acquire_owned() => match p {
+                                    Ok(p) => p,
+                                    Err(_) => break,
+                                },
+                            };
+                            let pipeline = pipeline.clone();
+                            tokio::spawn(async move {
+                                let _ = pipeline.handle_payload(&msg.subject, &msg.payload).await;
+                                drop(permit);
+                            });
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for l in loops {
+        let _ = l.await;
     }
     ready.store(false, std::sync::atomic::Ordering::SeqCst);
     Ok(())
@@ -504,7 +568,6 @@ pub async fn run_jetstream(
     subjects: Vec<String>,
     args: &ServeArgs,
     pipeline: Arc<Pipeline>,
-    limit: Arc<Semaphore>,
     ready: Arc<std::sync::atomic::AtomicBool>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -535,7 +598,7 @@ pub async fn run_jetstream(
         tasks.push(tokio::spawn(consume(
             consumer,
             pipeline.clone(),
-            limit.clone(),
+            pipeline.permits.pool(subject),
             args.ack_wait,
             args.max_deliver,
             shutdown.clone(),
@@ -569,11 +632,8 @@ async fn consume(
             }
         };
         loop {
-            // Take a slot before pulling, so that shutdown never leaves a pulled message behind.
-            let permit = tokio::select! {
-                _ = shutdown.changed() => break 'outer,
-                p = limit.clone().acquire_owned() => p.expect("semaphore open"),
-            };
+            // The permit is taken once a message is there, not while waiting for one: the pool
+            // is shared with HTTP ingest, and an idle consumer must not hold a permit.
             let next = tokio::select! {
                 _ = shutdown.changed() => break 'outer,
                 n = messages.next() => n,
@@ -585,6 +645,15 @@ async fn consume(
                     continue;
                 }
                 None => continue 'outer,
+            };
+            let permit = tokio::select! {
+                _ = shutdown.changed() => None,
+                p = limit.clone().acquire_owned() => p.ok(),
+            };
+            let Some(permit) = permit else {
+                // Stopping: hand the message back at once rather than after ACK_WAIT.
+                let _ = msg.ack_with(AckKind::Nak(None)).await;
+                break 'outer;
             };
             let pipeline = pipeline.clone();
             tokio::spawn(async move {

@@ -8,7 +8,61 @@ use crate::roles::action::ActionRole;
 use crate::roles::get_action::GetActionRole;
 use crate::roles::remediator::Remediator;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{Instrument, debug, info_span, warn};
+
+/// The permits every event takes while it is handled, whichever transport brought it: one pool
+/// for `action.triggered` (which waits on Unleash) and one for everything else, so that a hung
+/// Unleash holding every toggle permit never stops problems, `action.finished` or
+/// `get-action.triggered`. Shutdown drains both.
+pub struct Permits {
+    toggles: Arc<Semaphore>,
+    others: Arc<Semaphore>,
+    toggle_size: u32,
+    other_size: u32,
+}
+
+impl Permits {
+    /// `concurrency` split in half: toggles get half (at least one), the rest (at least one)
+    /// goes to the other events.
+    pub fn new(concurrency: usize) -> Permits {
+        let total = u32::try_from(concurrency.max(1)).unwrap_or(u32::MAX);
+        let toggle_size = (total / 2).max(1);
+        let other_size = total.saturating_sub(toggle_size).max(1);
+        Permits {
+            toggles: Arc::new(Semaphore::new(toggle_size as usize)),
+            others: Arc::new(Semaphore::new(other_size as usize)),
+            toggle_size,
+            other_size,
+        }
+    }
+
+    /// The pool for events arriving on `subject` (or of this type).
+    pub fn pool(&self, subject: &str) -> Arc<Semaphore> {
+        if subject == types::ACTION_TRIGGERED {
+            self.toggles.clone()
+        } else {
+            self.others.clone()
+        }
+    }
+
+    /// Waits until every permit is back (all events in flight finished) or `grace` passed;
+    /// afterwards no permit is handed out again.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        let all = async {
+            let toggles = self.toggles.acquire_many(self.toggle_size).await;
+            let others = self.others.acquire_many(self.other_size).await;
+            self.toggles.close();
+            self.others.close();
+            drop((toggles, others));
+        };
+        let done = tokio::time::timeout(grace, all).await.is_ok();
+        self.toggles.close();
+        self.others.close();
+        done
+    }
+}
 
 pub struct Pipeline {
     pub(crate) events: EventFactory,
@@ -21,9 +75,67 @@ pub struct Pipeline {
     /// Feedback targets; it sees what the roles publish, and here the action.triggered events
     /// this process answers but did not publish.
     pub(crate) notifier: Option<crate::feedback::Notifier>,
+    pub(crate) permits: Permits,
+}
+
+/// Why [`Pipeline::admit`] did not take an event.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// Every permit of its pool is in use; try again shortly.
+    Busy,
+    /// The service is stopping.
+    Stopping,
 }
 
 impl Pipeline {
+    /// Takes an event decoded elsewhere (HTTP) for handling in the background, under the same
+    /// permits and drain as events from NATS; refused at once when its pool is full.
+    pub fn admit(self: &Arc<Self>, incoming: Incoming) -> Result<(), Refused> {
+        let permit: OwnedSemaphorePermit =
+            match self.permits.pool(&incoming.meta.ty).try_acquire_owned() {
+                Ok(p) => p,
+                Err(tokio::sync::TryAcquireError::NoPermits) => {
+                    metrics::counter!("events_refused_total", "reason" => "busy").increment(1);
+                    return Err(Refused::Busy);
+                }
+                Err(tokio::sync::TryAcquireError::Closed) => return Err(Refused::Stopping),
+            };
+        self.spawn_dispatch(permit, incoming, ());
+        Ok(())
+    }
+
+    /// Like [`Self::admit`], but waits for a permit: the alerts of one webhook notification are
+    /// taken one after another rather than refused beyond `CONCURRENCY`. `guard` is dropped
+    /// when the handling ends.
+    pub async fn admit_waiting<G: Send + 'static>(
+        self: &Arc<Self>,
+        incoming: Incoming,
+        guard: G,
+    ) -> Result<(), Refused> {
+        let permit = self
+            .permits
+            .pool(&incoming.meta.ty)
+            .acquire_owned()
+            .await
+            .map_err(|_| Refused::Stopping)?;
+        self.spawn_dispatch(permit, incoming, guard);
+        Ok(())
+    }
+
+    fn spawn_dispatch<G: Send + 'static>(
+        self: &Arc<Self>,
+        permit: OwnedSemaphorePermit,
+        incoming: Incoming,
+        guard: G,
+    ) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _ = this.dispatch(incoming).await;
+            drop(guard);
+            drop(permit);
+        });
+    }
+
     /// Decodes and handles one structured-mode event that arrived on NATS `subject`. An unusable
     /// event is rejected (logged, counted, reported as `sh.keptn.log.error`) and counts as
     /// handled; `Err` means a transient failure worth a redelivery.

@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod closing;
 mod durability;
 mod feedback;
 mod flag_policy;
@@ -11,8 +12,12 @@ mod http;
 mod ingress;
 mod integration;
 mod keptn1x;
+mod limits;
 mod outcomes;
+mod replicas;
+mod restart;
 mod robustness;
 mod secrets;
+mod sizes;
 mod unleash_flows;
 mod webhooks;
