@@ -91,12 +91,18 @@ fn assert_not_cloudevent(rel: &str) {
     assert_eq!((err.id, err.ty, err.keptn_context), (None, None, None));
 }
 
+const WEBHOOK_DIRS: [&str; 3] = ["alertmanager", "grafana", "dynatrace-notification"];
+
 #[test]
 fn every_vector_file_is_listed() {
     fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {
+                // Monitoring webhook bodies, not CloudEvents: tests/webhooks.rs reads every one.
+                if WEBHOOK_DIRS.iter().any(|d| path.ends_with(d)) {
+                    continue;
+                }
                 walk(&path, base, out);
             } else if path.extension().is_some_and(|e| e == "json") {
                 let rel = path.strip_prefix(base).unwrap().to_string_lossy();

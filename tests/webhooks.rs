@@ -626,3 +626,23 @@ fn grafana_test_notification_is_ignored() {
         other => panic!("not ignored: {other:?}"),
     }
 }
+
+#[test]
+fn every_stored_webhook_payload_is_read_by_a_test_here() {
+    let this = include_str!("webhooks.rs");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
+    let mut unused = Vec::new();
+    for dir in ["alertmanager", "grafana", "dynatrace-notification"] {
+        for entry in std::fs::read_dir(root.join(dir)).expect("vector directory") {
+            let name = entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            if !this.contains(&format!("{dir}/{name}")) {
+                unused.push(format!("{dir}/{name}"));
+            }
+        }
+    }
+    assert!(unused.is_empty(), "payloads no test reads: {unused:?}");
+}
