@@ -338,9 +338,18 @@ pub struct ServeArgs {
     /// HTTP listen address (health, readiness, metrics, event ingest).
     #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: String,
-    /// When set, POST / and /events need this value in the x-token header.
+    /// When set, every ingest path needs it as `x-token` or `Authorization: Bearer`.
     #[arg(long, env = "HTTP_TOKEN", hide_env_values = true)]
     pub http_token: Option<Secret>,
+    /// Accept unauthenticated events on a non-loopback HTTP_ADDR (without it, such a start is refused).
+    #[arg(long, env = "HTTP_ALLOW_ANONYMOUS", default_value_t = false)]
+    pub http_allow_anonymous: bool,
+    /// When set, POST /webhooks/grafana needs a matching X-Grafana-Alerting-Signature (HMAC-SHA256).
+    #[arg(long, env = "GRAFANA_WEBHOOK_SECRET", hide_env_values = true)]
+    pub grafana_webhook_secret: Option<Secret>,
+    /// Most alerts accepted in one webhook notification (more: 400).
+    #[arg(long, env = "WEBHOOK_MAX_ALERTS", default_value_t = 1000)]
+    pub webhook_max_alerts: usize,
     /// Largest accepted event body, in bytes.
     #[arg(long, env = "HTTP_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub http_body_limit: usize,

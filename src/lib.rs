@@ -5,6 +5,7 @@
 //!
 //! # Layout
 //! - [`keptn`]: the protocol — event types, tolerant decoding into typed events, reply builders.
+//! - [`monitoring`]: Alertmanager, Grafana and Dynatrace webhooks translated into problem events.
 //! - [`resources`]: `remediation.yaml` and `shipyard.yaml` — parsing, matching, where they come from.
 //! - [`unleash`]: the Unleash admin client (v3 and v4+) and the toggle action.
 //! - [`roles`]: the three roles — remediator, get-action, action — transport-agnostic.
@@ -20,6 +21,7 @@ pub mod bus;
 pub mod commands;
 pub mod config;
 pub mod keptn;
+pub mod monitoring;
 pub mod resources;
 pub mod roles;
 pub mod service;

@@ -185,6 +185,13 @@ impl Remediator {
         Ok(())
     }
 
+    /// Whether a remediation is held for this problem, so that an OPEN for it starts nothing
+    /// new. A cheap read for the HTTP answer; [`Self::on_problem`] still decides.
+    pub async fn holds(&self, ev: &ProblemEvent) -> anyhow::Result<bool> {
+        let key = problem_key(&ev.scope, &ev.identity());
+        Ok(self.store.get(&key).await?.is_some())
+    }
+
     pub async fn on_action_finished(
         self: &Arc<Self>,
         meta: &Meta,

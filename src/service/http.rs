@@ -1,10 +1,18 @@
-//! HTTP (SPEC section 7): health, readiness, metrics, and event ingest on `POST /` and
-//! `POST /events` in structured or binary mode, handled by the same pipeline as NATS.
+//! HTTP (SPEC section 7): health, readiness, metrics, and ingest, all handled by the same
+//! pipeline as NATS:
+//! - `POST /` and `POST /events`: one CloudEvent, structured or binary mode;
+//! - `POST /v1/event` and `POST /api/v1/event`: the same, answered like Keptn's API;
+//! - `POST /webhooks/alertmanager`, `/webhooks/grafana`, `/webhooks/dynatrace`: monitoring
+//!   notifications, translated by [`crate::monitoring`].
+//!
+//! Every ingest path checks the token and the content type before it reads the body.
 
 use crate::config::Secret;
-use crate::keptn::{self, DecodeError};
+use crate::keptn::{self, DecodeError, Incoming, Kind};
+use crate::monitoring::{self, AlertOutcome, Source, Verdict};
 use crate::service::pipeline::Pipeline;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use futures::StreamExt;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use std::sync::Arc;
@@ -19,13 +27,17 @@ pub struct HttpState {
     pub subscribed: Arc<AtomicBool>,
     pub token: Option<Secret>,
     pub metrics: PrometheusHandle,
+    /// Largest accepted body, in bytes.
+    pub body_limit: usize,
+    pub grafana_secret: Option<Secret>,
+    /// Most alerts accepted in one webhook notification.
+    pub max_alerts: usize,
 }
 
 /// Binds the listener (so the caller learns the port at once) and returns the server to run.
 pub fn server(
     state: HttpState,
     addr: &str,
-    body_limit: usize,
 ) -> anyhow::Result<(actix_web::dev::Server, std::net::SocketAddr)> {
     let state = web::Data::new(state);
     let listener = std::net::TcpListener::bind(addr)
@@ -34,12 +46,16 @@ pub fn server(
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .app_data(web::PayloadConfig::new(body_limit))
             .route("/health", web::get().to(health))
             .route("/ready", web::get().to(ready))
             .route("/metrics", web::get().to(metrics))
             .route("/", web::post().to(ingest))
             .route("/events", web::post().to(ingest))
+            .route("/v1/event", web::post().to(keptn_api))
+            .route("/api/v1/event", web::post().to(keptn_api))
+            .route("/webhooks/alertmanager", web::post().to(alertmanager))
+            .route("/webhooks/grafana", web::post().to(grafana))
+            .route("/webhooks/dynatrace", web::post().to(dynatrace))
     })
     .workers(1)
     .disable_signals()
@@ -89,40 +105,154 @@ fn token_ok(expected: &Secret, given: Option<&[u8]>) -> bool {
             == 0
 }
 
-async fn ingest(state: web::Data<HttpState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    if let Some(expected) = &state.token {
-        let given = req.headers().get("x-token").map(|v| v.as_bytes());
-        if !token_ok(expected, given) {
-            metrics::counter!("http_unauthorized_total").increment(1);
-            return HttpResponse::Unauthorized()
-                .json(json!({"error": "missing or wrong x-token header"}));
+/// The token a client sent: `x-token` (Keptn) or `Authorization: Bearer` (Alertmanager's
+/// `http_config.authorization`, Grafana, Dynatrace).
+fn given_token(req: &HttpRequest) -> Vec<&[u8]> {
+    let mut given = Vec::new();
+    if let Some(v) = req.headers().get("x-token") {
+        given.push(v.as_bytes());
+    }
+    if let Some(v) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
+        let v = v.as_bytes();
+        if v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ") {
+            given.push(v[7..].trim_ascii());
         }
     }
-    let Some(pipeline) = state.pipeline.get().cloned() else {
-        return HttpResponse::ServiceUnavailable()
-            .json(json!({"error": "starting: not connected to NATS yet"}));
+    given
+}
+
+/// JSON or CloudEvents JSON: `application/json`, `application/cloudevents+json` or any other
+/// `application/*+json`. A form or `text/plain` POST, which any web page can send, is refused.
+fn json_content_type(req: &HttpRequest) -> bool {
+    let Some(ct) = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
     };
-    let binary = req.headers().contains_key("ce-specversion");
-    let decoded = if binary {
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn error(status: actix_web::http::StatusCode, reason: &str, message: &str) -> HttpResponse {
+    HttpResponse::build(status).json(json!({"error": message, "reason": reason}))
+}
+
+/// What every ingest path does first, in this order so that nothing is read for a client that
+/// may not send: token, content type, readiness, then the body up to the limit.
+async fn admit(
+    state: &HttpState,
+    req: &HttpRequest,
+    mut payload: web::Payload,
+) -> Result<(Arc<Pipeline>, web::Bytes), HttpResponse> {
+    use actix_web::http::StatusCode;
+    if let Some(expected) = &state.token
+        && !given_token(req)
+            .into_iter()
+            .any(|g| token_ok(expected, Some(g)))
+    {
+        metrics::counter!("http_unauthorized_total").increment(1);
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong token: send it as `x-token: <token>` or `Authorization: Bearer <token>`",
+        ));
+    }
+    if !json_content_type(req) {
+        metrics::counter!("http_unsupported_media_type_total").increment(1);
+        return Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the body must be JSON: Content-Type application/json or application/cloudevents+json",
+        ));
+    }
+    let Some(pipeline) = state.pipeline.get().cloned() else {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "starting",
+            "starting: not connected to NATS yet",
+        ));
+    };
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            &format!(
+                "the body is larger than HTTP_BODY_LIMIT ({} bytes)",
+                state.body_limit
+            ),
+        )
+    };
+    let announced = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > state.body_limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "unreadable_body",
+                &format!("the body could not be read: {e}"),
+            )
+        })?;
+        if body.len() + chunk.len() > state.body_limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((pipeline, body.freeze()))
+}
+
+/// Decodes one CloudEvent, in binary mode when `ce-specversion` is present.
+fn decode_request(req: &HttpRequest, body: &web::Bytes) -> Result<Incoming, DecodeError> {
+    if req.headers().contains_key("ce-specversion") {
         cloudevents::binding::http_0_2::to_event(req.headers(), body.to_vec())
             .map_err(|e| DecodeError {
                 reason: "not_cloudevent",
                 message: format!("binary-mode CloudEvent could not be read: {e}"),
-                id: header(&req, "ce-id"),
-                ty: header(&req, "ce-type"),
-                keptn_context: header(&req, "ce-shkeptncontext"),
+                id: header(req, "ce-id"),
+                ty: header(req, "ce-type"),
+                keptn_context: header(req, "ce-shkeptncontext"),
             })
             .and_then(keptn::decode_event)
     } else {
-        keptn::decode_bytes(&body)
+        keptn::decode_bytes(body)
+    }
+}
+
+/// Handles an event in the background, exactly as one from NATS.
+fn submit(pipeline: &Arc<Pipeline>, incoming: Incoming) {
+    let pipeline = pipeline.clone();
+    tokio::spawn(async move {
+        let _ = pipeline.dispatch(incoming).await;
+    });
+}
+
+async fn ingest(
+    state: web::Data<HttpState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let (pipeline, body) = match admit(&state, &req, payload).await {
+        Ok(x) => x,
+        Err(answer) => return answer,
     };
-    match decoded {
+    match decode_request(&req, &body) {
         Ok(incoming) => {
             let id = incoming.meta.id.clone();
-            // Accepted now, handled in the background, exactly as an event from NATS.
-            tokio::spawn(async move {
-                let _ = pipeline.dispatch(incoming).await;
-            });
+            submit(&pipeline, incoming);
             HttpResponse::Accepted().json(json!({"accepted": id}))
         }
         Err(e) => {
@@ -130,6 +260,244 @@ async fn ingest(state: web::Data<HttpState>, req: HttpRequest, body: web::Bytes)
             HttpResponse::BadRequest().json(json!({"error": e.message, "reason": e.reason}))
         }
     }
+}
+
+/// Whether the raw body is Dynatrace's "Send test notification" through the Keptn template,
+/// which may lack a scope and must not count as bad input.
+fn dynatrace_test_event(req: &HttpRequest, body: &[u8]) -> bool {
+    let Ok(serde_json::Value::Object(mut obj)) = serde_json::from_slice(body) else {
+        return false;
+    };
+    let data = if req.headers().contains_key("ce-specversion") {
+        obj
+    } else {
+        match obj.remove("data") {
+            Some(serde_json::Value::Object(d)) => d,
+            _ => return false,
+        }
+    };
+    monitoring::dynatrace::is_test_problem(&keptn::ProblemDetails(data))
+}
+
+/// `POST /v1/event` and `POST /api/v1/event`, Keptn's API event endpoint (used by Dynatrace's
+/// Keptn integration and `keptn send event`): 200 with the event's Keptn context.
+async fn keptn_api(
+    state: web::Data<HttpState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let (pipeline, body) = match admit(&state, &req, payload).await {
+        Ok(x) => x,
+        Err(answer) => return answer,
+    };
+    let context_of = |given: Option<&str>| {
+        given
+            .map(monitoring::keptn_context_from)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+    };
+    if dynatrace_test_event(&req, &body) {
+        let ctx = header(&req, "ce-shkeptncontext").or_else(|| {
+            serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["shkeptncontext"].as_str().map(str::to_owned))
+        });
+        return HttpResponse::Ok().json(json!({
+            "keptnContext": context_of(ctx.as_deref()),
+            "outcome": "ignored",
+            "reason": "Dynatrace test notification (ProblemID 999, PID 99999): nothing is remediated",
+        }));
+    }
+    match decode_request(&req, &body) {
+        Ok(mut incoming) => {
+            // As Keptn's API: a context that is not a UUID (Dynatrace sends its PID) becomes one.
+            let ctx = context_of(incoming.meta.keptn_context.as_deref());
+            incoming.meta.keptn_context = Some(ctx.clone());
+            submit(&pipeline, incoming);
+            HttpResponse::Ok().json(json!({"keptnContext": ctx}))
+        }
+        Err(e) => {
+            pipeline.reject(&e).await;
+            HttpResponse::BadRequest().json(json!({
+                "code": 400,
+                "message": e.message,
+                "reason": e.reason,
+            }))
+        }
+    }
+}
+
+async fn alertmanager(
+    state: web::Data<HttpState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    webhook(Source::Alertmanager, state, req, payload).await
+}
+
+async fn grafana(
+    state: web::Data<HttpState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    webhook(Source::Grafana, state, req, payload).await
+}
+
+async fn dynatrace(
+    state: web::Data<HttpState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    webhook(Source::Dynatrace, state, req, payload).await
+}
+
+/// A monitoring notification: 200 with each alert's outcome, 400 for a body that is not the
+/// expected shape (never 5xx for bad input: Alertmanager retries those forever).
+async fn webhook(
+    source: Source,
+    state: web::Data<HttpState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let (pipeline, body) = match admit(&state, &req, payload).await {
+        Ok(x) => x,
+        Err(answer) => return answer,
+    };
+    if source == Source::Grafana
+        && let Some(secret) = &state.grafana_secret
+    {
+        let signature = header(&req, monitoring::grafana::SIGNATURE_HEADER);
+        let timestamp = header(&req, monitoring::grafana::TIMESTAMP_HEADER);
+        if let Err(why) = monitoring::grafana::verify_signature(
+            secret.expose().as_bytes(),
+            &body,
+            signature.as_deref(),
+            timestamp.as_deref(),
+        ) {
+            metrics::counter!("http_unauthorized_total").increment(1);
+            return error(
+                actix_web::http::StatusCode::UNAUTHORIZED,
+                "bad_signature",
+                why,
+            );
+        }
+    }
+    let query = monitoring::query_scope(req.query_string());
+    let translated = match source {
+        Source::Alertmanager => {
+            monitoring::alertmanager::translate(&body, &query, state.max_alerts)
+        }
+        Source::Grafana => monitoring::grafana::translate(&body, &query, state.max_alerts),
+        Source::Dynatrace => monitoring::dynatrace::translate(&body, &query),
+    };
+    let outcomes = match translated {
+        Ok(o) => o,
+        Err(e) => {
+            metrics::counter!("webhook_notifications_total", "source" => source.name(), "outcome" => "rejected").increment(1);
+            pipeline.reject(&e).await;
+            return HttpResponse::BadRequest()
+                .json(json!({"error": e.message, "reason": e.reason}));
+        }
+    };
+    metrics::counter!("webhook_notifications_total", "source" => source.name(), "outcome" => "accepted").increment(1);
+    let mut answers = Vec::with_capacity(outcomes.len());
+    let mut seen = std::collections::HashSet::new();
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for outcome in outcomes {
+        let answer = handle_alert(source, &pipeline, outcome, &mut seen).await;
+        let label = answer["outcome"].as_str().unwrap_or("accepted");
+        let label: &'static str = match label {
+            "duplicate" => "duplicate",
+            "ignored" => "ignored",
+            "rejected" => "rejected",
+            _ => "accepted",
+        };
+        *counts.entry(label).or_default() += 1;
+        metrics::counter!("webhook_alerts_total", "source" => source.name(), "outcome" => label)
+            .increment(1);
+        answers.push(answer);
+    }
+    // A Dynatrace notification is one problem: when it is unusable the body is, and the 400
+    // shows in Dynatrace's "Send test notification" dialog.
+    if source == Source::Dynatrace
+        && let [only] = answers.as_slice()
+        && only["outcome"] == "rejected"
+    {
+        return HttpResponse::BadRequest().json(json!({
+            "error": only["message"],
+            "reason": only["reason"],
+            "source": source.name(),
+            "alerts": answers,
+        }));
+    }
+    HttpResponse::Ok().json(json!({
+        "source": source.name(),
+        "accepted": counts.get("accepted").copied().unwrap_or(0),
+        "duplicate": counts.get("duplicate").copied().unwrap_or(0),
+        "ignored": counts.get("ignored").copied().unwrap_or(0),
+        "rejected": counts.get("rejected").copied().unwrap_or(0),
+        "alerts": answers,
+    }))
+}
+
+/// Hands one alert's problem to the pipeline (or reports why not) and says what happened.
+async fn handle_alert(
+    source: Source,
+    pipeline: &Arc<Pipeline>,
+    outcome: AlertOutcome,
+    seen: &mut std::collections::HashSet<String>,
+) -> serde_json::Value {
+    let mut answer = json!({"index": outcome.index});
+    if let Some(id) = &outcome.problem_id {
+        answer["problemId"] = json!(id);
+    }
+    match outcome.verdict {
+        Verdict::Ignored(why) => {
+            answer["outcome"] = json!("ignored");
+            answer["reason"] = json!(why);
+        }
+        Verdict::Rejected(e) => {
+            pipeline.reject(&e).await;
+            answer["outcome"] = json!("rejected");
+            answer["reason"] = json!(e.reason);
+            answer["message"] = json!(e.message);
+        }
+        Verdict::Problem(incoming) => {
+            let Kind::Problem(problem) = &incoming.kind else {
+                unreachable!("webhook adapters only produce problems")
+            };
+            let open = problem.state == keptn::ProblemState::Open;
+            answer["state"] = json!(if open { "OPEN" } else { "CLOSED" });
+            answer["scope"] = json!(problem.scope);
+            answer["keptnContext"] = json!(incoming.meta.keptn_context);
+            answer["eventId"] = json!(incoming.meta.id);
+            // The same alert twice in one notification, or an OPEN for a problem the
+            // remediator already holds (a repeat): reported as a duplicate. The remediator
+            // still sees it and decides; it starts nothing for it.
+            let repeated = !seen.insert(incoming.meta.id.clone());
+            let known = open
+                && match &pipeline.remediator {
+                    Some(r) => r.holds(problem).await.unwrap_or(false),
+                    None => false,
+                };
+            answer["outcome"] = json!(if repeated || known {
+                "duplicate"
+            } else {
+                "accepted"
+            });
+            tracing::debug!(
+                source = source.name(),
+                event_id = %incoming.meta.id,
+                problem = %problem.identity(),
+                scope = %problem.scope,
+                outcome = %answer["outcome"],
+                "webhook alert"
+            );
+            if !repeated {
+                submit(pipeline, *incoming);
+            }
+        }
+    }
+    answer
 }
 
 fn header(req: &HttpRequest, name: &str) -> Option<String> {

@@ -71,6 +71,7 @@ pub async fn serve(
         let _ = stop_tx.send(true);
     });
 
+    check_http_exposure(&args)?;
     let action = build_action_role(&args, &events)?;
     let client = nats::connect(
         &args.nats,
@@ -87,9 +88,11 @@ pub async fn serve(
             subscribed: subscribed.clone(),
             token: args.http_token.clone(),
             metrics,
+            body_limit: args.http_body_limit,
+            grafana_secret: args.grafana_webhook_secret.clone(),
+            max_alerts: args.webhook_max_alerts,
         },
         &args.http_addr,
-        args.http_body_limit,
     )?;
     let http_handle = http_server.handle();
     let http_task = tokio::spawn(http_server);
@@ -194,6 +197,36 @@ pub async fn serve(
     let _ = http_task.await;
     info!("stopped");
     Ok(())
+}
+
+/// Whether `addr` (`host:port`) can only be reached from this machine.
+pub fn is_loopback(addr: &str) -> bool {
+    if let Ok(sa) = addr.parse::<std::net::SocketAddr>() {
+        return sa.ip().is_loopback();
+    }
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    host.eq_ignore_ascii_case("localhost")
+}
+
+/// Anyone who reaches an unauthenticated listener can switch flags: outside loopback a token is
+/// required unless the operator opts out explicitly.
+fn check_http_exposure(args: &ServeArgs) -> anyhow::Result<()> {
+    if args.http_token.is_some() || is_loopback(&args.http_addr) {
+        return Ok(());
+    }
+    if args.http_allow_anonymous {
+        warn!(
+            addr = %args.http_addr,
+            "HTTP_TOKEN is not set and HTTP_ALLOW_ANONYMOUS=true: anyone who can reach this address can send events and switch flags"
+        );
+        return Ok(());
+    }
+    anyhow::bail!(
+        "HTTP_ADDR {} is not a loopback address and HTTP_TOKEN is not set: anyone who can reach it could switch flags. \
+         Set HTTP_TOKEN (clients send it as `x-token` or `Authorization: Bearer`), listen on 127.0.0.1, \
+         or set HTTP_ALLOW_ANONYMOUS=true to accept unauthenticated events",
+        args.http_addr
+    )
 }
 
 /// The action role, built before anything connects so that a bad Unleash configuration stops

@@ -93,6 +93,7 @@ async fn http_ingest_accepts_structured_and_binary_and_rejects_bad_input() {
     let r = http
         .post(format!("{}/", svc.http))
         .header("x-token", "let-me-in")
+        .header("content-type", "application/cloudevents+json")
         .body(serde_json::to_vec(&big).unwrap())
         .send()
         .await

@@ -11,3 +11,4 @@ mod keptn1x;
 mod outcomes;
 mod robustness;
 mod unleash_flows;
+mod webhooks;
