@@ -309,6 +309,21 @@ impl UnleashServer {
                 self.version.npm_version()
             );
         }
+        // The session a login creates is not always usable by the very next request (seen on
+        // 8.2.0 under load: 401 "no authorization header"), so a refused request logs in again.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.try_create_personal_access_token().await {
+                Err(e) if attempt < 5 && format!("{e:#}").contains("401") => {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn try_create_personal_access_token(&self) -> Result<String> {
         let http = reqwest::Client::new();
         let root = format!("http://127.0.0.1:{}", self.port);
         let login = http
