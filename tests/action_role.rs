@@ -1,5 +1,6 @@
 //! The action role (the Unleash toggle-feature provider) on keptn-contrib/unleash-service's own
-//! `action.triggered` test event, against a real Unleash 7.5.1. Events go through the wire
+//! `action.triggered` test event, against a real Unleash 7.5.1 and 8.2.0 (`<test>::v7`,
+//! `<test>::v8`). Events go through the wire
 //! format: JSON bytes → `keptn::decode_bytes` → the role → the collected CloudEvents.
 
 use cloudevents::{AttributesReader, Data, Event};
@@ -16,9 +17,37 @@ const VECTOR: &str = include_str!(concat!(
     "/tests/vectors/unleash-service/action_triggered.json"
 ));
 
-fn server() -> &'static UnleashServer {
-    UnleashServer::shared(UnleashVersion::V7).unwrap_or_else(|e| panic!("{e:#}"))
+fn server(version: UnleashVersion) -> &'static UnleashServer {
+    UnleashServer::shared(version).unwrap_or_else(|e| panic!("{e:#}"))
 }
+
+/// `<name>::v7` and `<name>::v8`: the test `async fn <name>(UnleashVersion)` on each server.
+macro_rules! on_v7_and_v8 {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::UnleashVersion;
+            #[tokio::test]
+            async fn v7() {
+                super::$name(UnleashVersion::V7).await
+            }
+            #[tokio::test]
+            async fn v8() {
+                super::$name(UnleashVersion::V8).await
+            }
+        }
+    )*};
+}
+
+on_v7_and_v8!(
+    the_unleash_service_vector_switches_the_flag_and_reports_pass,
+    without_a_configured_environment_the_stage_is_the_environment,
+    a_stage_unleash_does_not_know_is_errored_with_the_reason,
+    the_keptn_06_featuretoggle_action_with_a_string_value,
+    other_actions_get_no_reply_at_all,
+    malformed_values_are_errored_with_a_clear_message,
+    one_good_and_one_missing_flag_names_both_and_switches_the_good_one,
+    a_wrong_token_is_reported_once_and_the_rest_skipped,
+);
 
 fn unique(prefix: &str) -> String {
     format!(
@@ -27,8 +56,8 @@ fn unique(prefix: &str) -> String {
     )
 }
 
-fn role(environment: Option<&str>) -> ActionRole {
-    let client = UnleashClient::new(server().admin_config()).unwrap();
+fn role(version: UnleashVersion, environment: Option<&str>) -> ActionRole {
+    let client = UnleashClient::new(server(version).admin_config()).unwrap();
     ActionRole::new(
         client,
         EventFactory::new("unleash-remediation-service"),
@@ -89,9 +118,8 @@ fn started_then_finished(incoming: &Incoming, events: &[Event]) -> Value {
     data(&events[1])
 }
 
-#[tokio::test]
-async fn the_unleash_service_vector_switches_the_flag_and_reports_pass() {
-    let s = server();
+async fn the_unleash_service_vector_switches_the_flag_and_reports_pass(version: UnleashVersion) {
+    let s = server(version);
     let flag = unique("EnableItemCache");
     UnleashClient::new(s.admin_config())
         .unwrap()
@@ -102,7 +130,7 @@ async fn the_unleash_service_vector_switches_the_flag_and_reports_pass() {
     // UNLEASH_ENVIRONMENT names the environment, as an operator would configure it.
     let incoming = with_value(json!({ flag.clone(): "on" }));
     assert_eq!(incoming.meta.id, "6f14d952-3729-4605-915f-12ff84f0e5f1");
-    let events = run(&role(Some("development")), &incoming).await;
+    let events = run(&role(version, Some("development")), &incoming).await;
 
     let started = data(&events[0]);
     let finished = started_then_finished(&incoming, &events);
@@ -125,9 +153,8 @@ async fn the_unleash_service_vector_switches_the_flag_and_reports_pass() {
     assert!(!s.client_flag_enabled(&flag, "production").await.unwrap());
 }
 
-#[tokio::test]
-async fn without_a_configured_environment_the_stage_is_the_environment() {
-    let s = server();
+async fn without_a_configured_environment_the_stage_is_the_environment(version: UnleashVersion) {
+    let s = server(version);
     let on = unique("StageOn");
     let off = unique("StageOff");
     let c = UnleashClient::new(s.admin_config()).unwrap();
@@ -140,7 +167,7 @@ async fn without_a_configured_environment_the_stage_is_the_environment() {
         v["data"]["stage"] = json!("production");
         v["data"]["action"]["value"] = json!({ on.clone(): "ON", off.clone(): false });
     });
-    let events = run(&role(None), &incoming).await;
+    let events = run(&role(version, None), &incoming).await;
     let finished = started_then_finished(&incoming, &events);
     assert_eq!(finished["result"], "pass", "{finished}");
     // Reported in the order written.
@@ -157,9 +184,8 @@ async fn without_a_configured_environment_the_stage_is_the_environment() {
     assert!(!s.client_flag_enabled(&on, "development").await.unwrap());
 }
 
-#[tokio::test]
-async fn a_stage_unleash_does_not_know_is_errored_with_the_reason() {
-    let s = server();
+async fn a_stage_unleash_does_not_know_is_errored_with_the_reason(version: UnleashVersion) {
+    let s = server(version);
     let flag = unique("UnknownStage");
     UnleashClient::new(s.admin_config())
         .unwrap()
@@ -167,7 +193,7 @@ async fn a_stage_unleash_does_not_know_is_errored_with_the_reason() {
         .await
         .unwrap();
     let incoming = with_value(json!({ flag.clone(): "on" })); // stage "staging"
-    let events = run(&role(None), &incoming).await;
+    let events = run(&role(version, None), &incoming).await;
     let finished = started_then_finished(&incoming, &events);
     assert_eq!(finished["status"], "errored");
     assert_eq!(finished["result"], "fail");
@@ -180,9 +206,8 @@ async fn a_stage_unleash_does_not_know_is_errored_with_the_reason() {
     );
 }
 
-#[tokio::test]
-async fn the_keptn_06_featuretoggle_action_with_a_string_value() {
-    let s = server();
+async fn the_keptn_06_featuretoggle_action_with_a_string_value(version: UnleashVersion) {
+    let s = server(version);
     let flag = unique("EnableStaticContent");
     UnleashClient::new(s.admin_config())
         .unwrap()
@@ -193,7 +218,7 @@ async fn the_keptn_06_featuretoggle_action_with_a_string_value() {
         v["data"]["action"]["action"] = json!("featuretoggle");
         v["data"]["action"]["value"] = json!(format!("{flag}:on"));
     });
-    let events = run(&role(Some("development")), &incoming).await;
+    let events = run(&role(version, Some("development")), &incoming).await;
     let finished = started_then_finished(&incoming, &events);
     assert_eq!(finished["result"], "pass", "{finished}");
     s.wait_client_flag(&flag, "development", true, Duration::from_secs(5))
@@ -201,21 +226,19 @@ async fn the_keptn_06_featuretoggle_action_with_a_string_value() {
         .unwrap();
 }
 
-#[tokio::test]
-async fn other_actions_get_no_reply_at_all() {
+async fn other_actions_get_no_reply_at_all(version: UnleashVersion) {
     for action in ["scale", "restart-pod", "toggle"] {
         let incoming = triggered(|v| {
             v["data"]["action"]["action"] = json!(action);
             v["data"]["action"]["value"] = json!({"replicas": 3});
         });
-        let events = run(&role(Some("development")), &incoming).await;
+        let events = run(&role(version, Some("development")), &incoming).await;
         assert!(events.is_empty(), "{action}: {events:?}");
     }
 }
 
-#[tokio::test]
-async fn malformed_values_are_errored_with_a_clear_message() {
-    let role = role(Some("development"));
+async fn malformed_values_are_errored_with_a_clear_message(version: UnleashVersion) {
+    let role = role(version, Some("development"));
     let cases = [
         (json!(null), "missing (null)"),
         (json!(42), "the number 42"),
@@ -250,9 +273,10 @@ async fn malformed_values_are_errored_with_a_clear_message() {
     }
 }
 
-#[tokio::test]
-async fn one_good_and_one_missing_flag_names_both_and_switches_the_good_one() {
-    let s = server();
+async fn one_good_and_one_missing_flag_names_both_and_switches_the_good_one(
+    version: UnleashVersion,
+) {
+    let s = server(version);
     let good = unique("EnableStaticContent");
     let missing = unique("EnablePromotion");
     UnleashClient::new(s.admin_config())
@@ -262,7 +286,7 @@ async fn one_good_and_one_missing_flag_names_both_and_switches_the_good_one() {
         .unwrap();
     // The missing flag first: it must not stop the good one.
     let incoming = with_value(json!({ missing.clone(): "off", good.clone(): "on" }));
-    let events = run(&role(Some("development")), &incoming).await;
+    let events = run(&role(version, Some("development")), &incoming).await;
     let finished = started_then_finished(&incoming, &events);
     assert_eq!(finished["status"], "errored");
     assert_eq!(finished["result"], "fail");
@@ -277,9 +301,8 @@ async fn one_good_and_one_missing_flag_names_both_and_switches_the_good_one() {
         .unwrap();
 }
 
-#[tokio::test]
-async fn a_wrong_token_is_reported_once_and_the_rest_skipped() {
-    let s = server();
+async fn a_wrong_token_is_reported_once_and_the_rest_skipped(version: UnleashVersion) {
+    let s = server(version);
     let a = unique("TokenA");
     let b = unique("TokenB");
     let mut config = s.admin_config();

@@ -381,6 +381,57 @@ async fn final_statuses_are_not_retried_and_are_explained() {
     }
 }
 
+/// Unleash Enterprise with change requests on for the environment refuses a direct switch with
+/// a 403 `PermissionError` naming `SKIP_CHANGE_REQUEST` (the body below is the shape 8.x sends);
+/// the error says so instead of blaming the token type, and the flag is not retried.
+#[tokio::test]
+async fn a_change_request_403_is_explained_in_plain_words() {
+    let server = MockServer::start().await;
+    let message = "You don't have the required permissions to perform this operation. To perform this action, you need the \"SKIP_CHANGE_REQUEST\" permission.";
+    Mock::given(method("POST"))
+        .and(path(ON_PATH))
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({
+            "id": "8c1f5c1e-1b1a-4f3e-9d55-0a7b3f1f2c11",
+            "name": "PermissionError",
+            "message": message,
+            "details": [{"message": message}],
+            "permissions": ["SKIP_CHANGE_REQUEST"],
+        })))
+        .mount(&server)
+        .await;
+    let err = client(config(&server.uri()))
+        .set_flag(FLAG, "production", true)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, UnleashError::ChangeRequestRequired { .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "Unleash requires a change request to switch flags in environment \"production\" in project \"default\" (403): the token's user may not skip change requests (permission SKIP_CHANGE_REQUEST); approve the change in Unleash, or use a token of a user who may skip them"
+    );
+    assert_eq!(count(&server, "POST", ON_PATH).await, 1, "not retried");
+    assert_eq!(count(&server, "GET", READ_PATH).await, 0);
+    assert_no_secret(&err);
+
+    // Any other permission refusal keeps the token explanation.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({
+            "name": "PermissionError",
+            "message": "You don't have the required permissions to perform this operation.",
+            "permissions": ["UPDATE_FEATURE_ENVIRONMENT"],
+        })))
+        .mount(&server)
+        .await;
+    let err = client(config(&server.uri()))
+        .set_flag(FLAG, "production", true)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, UnleashError::Forbidden), "{err:?}");
+}
+
 #[tokio::test]
 async fn a_server_echoing_the_token_does_not_leak_it() {
     let server = MockServer::start().await;

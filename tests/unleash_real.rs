@@ -1,6 +1,7 @@
-//! The Unleash client against real servers: Unleash 7.5.1 (v4+ API) and 3.17.6 (v3 API), both
-//! from npm on private PostgreSQL clusters (see `testkit::unleash`). One server per version for
-//! this binary; every test uses its own flag names.
+//! The Unleash client against real servers: Unleash 8.2.0 and 7.5.1 (v4+ API) and 3.17.6 (v3
+//! API), all from npm on private PostgreSQL clusters (see `testkit::unleash`). One server per
+//! version for this binary; every test uses its own flag names. Every v4+ test runs on both
+//! 7.5.1 and 8.2.0 (`<name>::v7`, `<name>::v8`).
 
 use std::time::Duration;
 use unleash_remediation_service::config::Secret;
@@ -26,9 +27,38 @@ fn client(config: UnleashConfig) -> UnleashClient {
 
 const SEEN_WITHIN: Duration = Duration::from_secs(5);
 
-#[tokio::test]
-async fn v7_toggle_is_seen_by_sdks_in_that_environment_only() {
-    let s = server(UnleashVersion::V7);
+/// `<name>::v7` and `<name>::v8`: the test `async fn <name>(UnleashVersion)` on each server.
+macro_rules! on_v7_and_v8 {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::UnleashVersion;
+            #[tokio::test]
+            async fn v7() {
+                super::$name(UnleashVersion::V7).await
+            }
+            #[tokio::test]
+            async fn v8() {
+                super::$name(UnleashVersion::V8).await
+            }
+        }
+    )*};
+}
+
+on_v7_and_v8!(
+    toggle_is_seen_by_sdks_in_that_environment_only,
+    auto_detects_the_v4_api_and_accepts_a_base_without_api,
+    unknown_flag_is_reported_plainly,
+    unknown_environment_is_reported_plainly,
+    flag_in_another_project_is_explained_with_unleash_words,
+    wrong_token_is_401_in_plain_words,
+    client_token_is_403_in_plain_words,
+    forcing_the_v3_api_explains_the_missing_endpoint,
+    personal_access_token_switches_and_reads_flags,
+    backend_token_from_the_admin_api_reads_the_client_api,
+);
+
+async fn toggle_is_seen_by_sdks_in_that_environment_only(version: UnleashVersion) {
+    let s = server(version);
     let c = client(s.admin_config());
     let flag = unique("EnableStaticContent");
 
@@ -66,9 +96,8 @@ async fn v7_toggle_is_seen_by_sdks_in_that_environment_only() {
         .unwrap();
 }
 
-#[tokio::test]
-async fn v7_auto_detects_the_v4_api_and_accepts_a_base_without_api() {
-    let s = server(UnleashVersion::V7);
+async fn auto_detects_the_v4_api_and_accepts_a_base_without_api(version: UnleashVersion) {
+    let s = server(version);
     let c = client(s.admin_config());
     assert_eq!(c.api().await.unwrap(), Api::V4);
 
@@ -84,9 +113,8 @@ async fn v7_auto_detects_the_v4_api_and_accepts_a_base_without_api() {
         .unwrap();
 }
 
-#[tokio::test]
-async fn v7_unknown_flag_is_reported_plainly() {
-    let s = server(UnleashVersion::V7);
+async fn unknown_flag_is_reported_plainly(version: UnleashVersion) {
+    let s = server(version);
     let c = client(s.admin_config());
     let flag = unique("EnablePromotion");
     let err = c.set_flag(&flag, "development", true).await.unwrap_err();
@@ -97,9 +125,8 @@ async fn v7_unknown_flag_is_reported_plainly() {
     );
 }
 
-#[tokio::test]
-async fn v7_unknown_environment_is_reported_plainly() {
-    let s = server(UnleashVersion::V7);
+async fn unknown_environment_is_reported_plainly(version: UnleashVersion) {
+    let s = server(version);
     let c = client(s.admin_config());
     let flag = unique("EnvCheck");
     c.create_flag(&flag).await.unwrap();
@@ -118,9 +145,8 @@ async fn v7_unknown_environment_is_reported_plainly() {
     assert!(!s.client_flag_enabled(&flag, "development").await.unwrap());
 }
 
-#[tokio::test]
-async fn v7_flag_in_another_project_is_explained_with_unleash_words() {
-    let s = server(UnleashVersion::V7);
+async fn flag_in_another_project_is_explained_with_unleash_words(version: UnleashVersion) {
+    let s = server(version);
     let flag = unique("OtherProject");
     client(s.admin_config()).create_flag(&flag).await.unwrap();
     let mut config = s.admin_config();
@@ -140,9 +166,8 @@ async fn v7_flag_in_another_project_is_explained_with_unleash_words() {
     assert!(text.contains("in project \"default\""), "{text}");
 }
 
-#[tokio::test]
-async fn v7_wrong_token_is_401_in_plain_words() {
-    let s = server(UnleashVersion::V7);
+async fn wrong_token_is_401_in_plain_words(version: UnleashVersion) {
+    let s = server(version);
     let flag = unique("WrongToken");
     client(s.admin_config()).create_flag(&flag).await.unwrap();
     let wrong = "*:*.this-token-does-not-exist-4f1c";
@@ -164,9 +189,8 @@ async fn v7_wrong_token_is_401_in_plain_words() {
     assert!(!s.client_flag_enabled(&flag, "development").await.unwrap());
 }
 
-#[tokio::test]
-async fn v7_client_token_is_403_in_plain_words() {
-    let s = server(UnleashVersion::V7);
+async fn client_token_is_403_in_plain_words(version: UnleashVersion) {
+    let s = server(version);
     let flag = unique("ClientToken");
     client(s.admin_config()).create_flag(&flag).await.unwrap();
     let mut config = s.admin_config();
@@ -183,9 +207,8 @@ async fn v7_client_token_is_403_in_plain_words() {
     assert!(!err.to_string().contains(s.client_token()));
 }
 
-#[tokio::test]
-async fn v7_forcing_the_v3_api_explains_the_missing_endpoint() {
-    let s = server(UnleashVersion::V7);
+async fn forcing_the_v3_api_explains_the_missing_endpoint(version: UnleashVersion) {
+    let s = server(version);
     let flag = unique("ForcedV3");
     client(s.admin_config()).create_flag(&flag).await.unwrap();
     let mut config = s.admin_config();
@@ -201,6 +224,105 @@ async fn v7_forcing_the_v3_api_explains_the_missing_endpoint() {
         err.to_string(),
         "Unleash rejected the token (401): wrong or expired token; the server answers like Unleash 4 or later, which has no v3 API: set UNLEASH_API=v4 or auto"
     );
+}
+
+/// A personal access token (what Unleash 8 recommends instead of admin tokens) switches and
+/// reads flags like the admin token does.
+async fn personal_access_token_switches_and_reads_flags(version: UnleashVersion) {
+    let s = server(version);
+    let pat = s.create_personal_access_token().await.unwrap();
+    assert!(pat.starts_with("user:"), "a PAT, not {pat:.5}…");
+    let mut config = s.admin_config();
+    config.token = Secret::new(pat.clone());
+    let c = client(config);
+    let flag = unique("PatFlag");
+    assert_eq!(c.create_flag(&flag).await.unwrap(), FlagCreated::New);
+    c.set_flag(&flag, "production", true).await.unwrap();
+    assert!(c.flag_enabled(&flag, "production").await.unwrap());
+    s.wait_client_flag(&flag, "production", true, SEEN_WITHIN)
+        .await
+        .unwrap();
+    c.set_flag(&flag, "production", false).await.unwrap();
+    s.wait_client_flag(&flag, "production", false, SEEN_WITHIN)
+        .await
+        .unwrap();
+
+    // A PAT in a wrong form is refused in plain words, and never echoed.
+    let mut config = s.admin_config();
+    let wrong = format!("{pat}x");
+    config.token = Secret::new(wrong.clone());
+    let err = client(config)
+        .set_flag(&flag, "production", true)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, UnleashError::Unauthorized { .. }), "{err:?}");
+    assert!(!format!("{err} {err:?}").contains(&pat));
+}
+
+/// A backend token minted through the admin API reads the client API (what an SDK does).
+async fn backend_token_from_the_admin_api_reads_the_client_api(version: UnleashVersion) {
+    let s = server(version);
+    let token = s.create_backend_token("production").await.unwrap();
+    let flag = unique("SdkRead");
+    let c = client(s.admin_config());
+    c.create_flag(&flag).await.unwrap();
+    c.set_flag(&flag, "production", true).await.unwrap();
+    let url = format!("{}/client/features/{flag}", s.base_url());
+    let answer = reqwest::Client::new()
+        .get(&url)
+        .header("Authorization", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["enabled"], true, "{body}");
+}
+
+/// What changed in 8.x for anyone reading flags: the client API takes backend tokens only
+/// (admin tokens and PATs get 403, no token 401), and the admin feature read has no top-level
+/// `strategies`/`variants` any more (the client reads `environments[]`).
+#[tokio::test]
+async fn v8_client_api_takes_backend_tokens_only_and_the_feature_read_is_per_environment() {
+    let s = server(UnleashVersion::V8);
+    let flag = unique("V8Changes");
+    let c = client(s.admin_config());
+    c.create_flag(&flag).await.unwrap();
+    c.set_flag(&flag, "development", true).await.unwrap();
+    assert!(c.flag_enabled(&flag, "development").await.unwrap());
+    assert!(!c.flag_enabled(&flag, "production").await.unwrap());
+
+    let http = reqwest::Client::new();
+    let url = format!("{}/client/features/{flag}", s.base_url());
+    let pat = s.create_personal_access_token().await.unwrap();
+    for (what, token) in [("admin token", s.admin_token()), ("PAT", pat.as_str())] {
+        let answer = http
+            .get(&url)
+            .header("Authorization", token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), 403, "{what} on the client API");
+    }
+    let answer = http.get(&url).send().await.unwrap();
+    assert_eq!(answer.status().as_u16(), 401, "no token on the client API");
+    assert!(s.client_flag_enabled(&flag, "development").await.unwrap());
+
+    let read: serde_json::Value = http
+        .get(format!(
+            "{}/admin/projects/default/features/{flag}",
+            s.base_url()
+        ))
+        .header("Authorization", s.admin_token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(read.get("strategies").is_none(), "{read}");
+    assert!(read.get("variants").is_none(), "{read}");
+    assert!(read["environments"].is_array(), "{read}");
 }
 
 #[tokio::test]

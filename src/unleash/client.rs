@@ -151,6 +151,17 @@ pub enum UnleashError {
         "token lacks permission (403): an admin token or personal access token is needed, not a client token"
     )]
     Forbidden,
+    /// Unleash Enterprise with change requests on for the environment: a direct switch needs
+    /// the `SKIP_CHANGE_REQUEST` permission.
+    #[error(
+        "Unleash requires a change request to switch flags{}{} (403): the token's user may not skip change requests (permission SKIP_CHANGE_REQUEST); approve the change in Unleash, or use a token of a user who may skip them",
+        environment.as_ref().map(|e| format!(" in environment {e:?}")).unwrap_or_default(),
+        in_project(project)
+    )]
+    ChangeRequestRequired {
+        environment: Option<String>,
+        project: Option<String>,
+    },
     #[error(
         "Unleash has no flag {flag:?}{} (404){}",
         in_project(project),
@@ -262,6 +273,23 @@ fn suffix(detail: &Option<String>) -> String {
         .as_ref()
         .map(|d| format!(": {d}"))
         .unwrap_or_default()
+}
+
+/// Whether a 403 body is Unleash's "change requests are on" refusal: a `PermissionError` that
+/// names `SKIP_CHANGE_REQUEST` in `permissions` (or, failing that, in its message).
+fn needs_change_request(body: &[u8]) -> bool {
+    const PERMISSION: &str = "SKIP_CHANGE_REQUEST";
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) => {
+            v.get("permissions")
+                .and_then(Value::as_array)
+                .is_some_and(|p| p.iter().any(|p| p.as_str() == Some(PERMISSION)))
+                || v.get("message")
+                    .and_then(Value::as_str)
+                    .is_some_and(|m| m.contains(PERMISSION))
+        }
+        Err(_) => false,
+    }
 }
 
 /// `on` or `off`.
@@ -663,6 +691,12 @@ impl UnleashClient {
             StatusCode::UNAUTHORIZED => UnleashError::Unauthorized {
                 hint: wrong_generation_hint(api, &answer.body),
             },
+            StatusCode::FORBIDDEN if needs_change_request(&answer.body) => {
+                UnleashError::ChangeRequestRequired {
+                    environment: subject.and_then(|s| s.environment).map(str::to_owned),
+                    project,
+                }
+            }
             StatusCode::FORBIDDEN => UnleashError::Forbidden,
             StatusCode::UNSUPPORTED_MEDIA_TYPE => {
                 UnleashError::UnsupportedMediaType { request, detail }

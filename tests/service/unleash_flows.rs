@@ -1,4 +1,4 @@
-//! Flows that switch flags in a real Unleash 7.5.1.
+//! Flows that switch flags in a real Unleash 7.5.1; the tutorial flow also on 8.2.0.
 
 use crate::common::{Bus, Service, closing, problem_open, renotified, resource_dir, vector};
 use serde_json::Value;
@@ -8,12 +8,24 @@ use unleash_remediation_service::testkit::unleash::{UnleashServer, UnleashVersio
 use unleash_remediation_service::unleash::UnleashClient;
 
 pub fn unleash() -> &'static UnleashServer {
-    UnleashServer::shared(UnleashVersion::V7)
-        .expect("real Unleash 7.5.1 (see the error for how to install it)")
+    unleash_of(UnleashVersion::V7)
+}
+
+fn unleash_of(version: UnleashVersion) -> &'static UnleashServer {
+    UnleashServer::shared(version).unwrap_or_else(|e| {
+        panic!(
+            "real Unleash {} (see the error for how to install it): {e:#}",
+            version.npm_version()
+        )
+    })
 }
 
 pub async fn create_flag(name: &str) {
-    let client = UnleashClient::new(unleash().admin_config()).unwrap();
+    create_flag_in(unleash(), name).await;
+}
+
+async fn create_flag_in(u: &UnleashServer, name: &str) {
+    let client = UnleashClient::new(u.admin_config()).unwrap();
     client.create_flag(name).await.unwrap();
 }
 
@@ -35,9 +47,21 @@ fn types_in(bus: &Bus, ctx: &Value) -> Vec<String> {
 #[tokio::test]
 async fn tutorial_problem_turns_enable_static_content_on() {
     let u = unleash();
-    create_flag("EnableStaticContent").await;
+    tutorial_problem(u, unleash_env(u)).await;
+}
+
+/// Unleash 8.2.0, with a personal access token: what 8.x recommends instead of admin tokens.
+#[tokio::test]
+async fn tutorial_problem_turns_enable_static_content_on_in_unleash_8_with_a_pat() {
+    let u = unleash_of(UnleashVersion::V8);
+    let pat = u.create_personal_access_token().await.unwrap();
+    let env = vec![("UNLEASH_SERVER_URL", u.base_url()), ("UNLEASH_TOKEN", pat)];
+    tutorial_problem(u, env).await;
+}
+
+async fn tutorial_problem(u: &UnleashServer, mut env: Vec<(&'static str, String)>) {
+    create_flag_in(u, "EnableStaticContent").await;
     let nats = NatsServer::start().unwrap();
-    let mut env = unleash_env(u);
     env.push(("NATS_URL", nats.url()));
     env.push(("RESOURCE_DIR", env!("CARGO_MANIFEST_DIR").to_owned()));
     let mut svc = Service::spawn(&env);
