@@ -1,4 +1,4 @@
-//! What the `validate` and `resolve` subcommands do (SPEC section 9); `main.rs` only parses
+//! What the `validate` and `resolve` subcommands do (docs/design.md §9); `main.rs` only parses
 //! arguments and calls these.
 
 use crate::resources::{FileError, RemediationFile, Shipyard};

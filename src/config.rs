@@ -1,4 +1,4 @@
-//! Every setting, as a command-line flag and an environment variable (SPEC sections 6 – 9).
+//! Every setting, as a command-line flag and an environment variable (docs/design.md §6–9).
 //!
 //! Secrets (Unleash token, NATS token/password/nkey, Keptn API token, HTTP token) are read from
 //! the environment or flags but their values are never shown: `--help` hides them and

@@ -17,7 +17,21 @@
 //! - [`service`]: the running service — NATS consumers and publisher, HTTP endpoints, event routing.
 //! - [`telemetry`]: logs and the Prometheus recorder.
 //! - [`redact`]: configured secrets scrubbed from events and logs; control characters escaped in the text log.
-//! - [`testkit`]: starts real nats-server, PostgreSQL, Unleash, Prometheus and Alertmanager processes for tests, the demo and benchmarks.
+//! - [`testkit`]: starts real nats-server, PostgreSQL, Unleash, Prometheus, Alertmanager and the sample application for tests, the demo and benchmarks.
+//!
+//! # An event's path
+//! [`service::nats`] or [`service::http`] (a monitoring webhook first goes through [`monitoring`])
+//! → [`keptn::decode`] (once, into a typed [`keptn::Incoming`]) → [`service::pipeline`] (subject =
+//! type, a permit, routing by kind) → a role in [`roles`] → [`keptn::outgoing`] (the replies) →
+//! [`bus::Publish`] (with [`feedback`] beside it) → NATS.
+//!
+//! # Where behaviours live
+//! - duplicates, replays, escalation, timeouts, close actions: [`roles::remediator`] and [`state`];
+//! - acknowledgement and redelivery: [`service::nats`];
+//! - which flags, in which order, allowed flags, dry run: [`unleash::toggle`] and [`roles::action`];
+//! - HTTP authentication, content types and answers: [`service::http`].
+//!
+//! How it all works, in prose: `docs/design.md`.
 
 pub mod bus;
 pub mod commands;

@@ -1,5 +1,5 @@
 //! Malformed input gives an error value with a clear reason, never a panic; tolerated
-//! variations (SPEC section 2) decode.
+//! variations (docs/design.md §2) decode.
 
 use base64::Engine as _;
 use serde_json::{Value, json};

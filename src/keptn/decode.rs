@@ -1,4 +1,4 @@
-//! Tolerant decoding of incoming CloudEvents (SPEC section 2).
+//! Tolerant decoding of incoming CloudEvents (docs/design.md §2).
 //!
 //! Accepted: CloudEvents 1.0 and 0.2 structured JSON, `datacontenttype` or the legacy
 //! `contenttype`, both spellings of the problem members, scope derived from `Tags`. Unknown

@@ -1,4 +1,4 @@
-//! Builders for every event this service sends (SPEC section 8).
+//! Builders for every event this service sends (docs/design.md §8).
 //!
 //! Every event is CloudEvents 1.0 with a new UUID `id`, `source` from configuration, RFC 3339
 //! UTC `time`, `datacontenttype: application/json`, `shkeptncontext`, `shkeptnspecversion`,
@@ -102,7 +102,7 @@ impl EventFactory {
         &self.source
     }
 
-    /// Any event: the envelope of SPEC section 8 around `data`.
+    /// Any event: the envelope of docs/design.md §8 around `data`.
     pub fn event(&self, ty: &str, link: &Link, mut data: Value) -> Event {
         if let Value::Object(map) = &mut data
             && self.dry_run

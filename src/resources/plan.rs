@@ -1,5 +1,5 @@
 //! What the remediator needs before it acts: is remediation on for this stage, and which
-//! `remediation.yaml` applies (SPEC sections 3 and 4).
+//! `remediation.yaml` applies (docs/design.md §3 and §4).
 
 use super::remediation::RemediationFile;
 use super::shipyard::Shipyard;

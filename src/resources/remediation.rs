@@ -1,4 +1,4 @@
-//! `remediation.yaml`: what to do about which problem (SPEC section 3).
+//! `remediation.yaml`: what to do about which problem (docs/design.md §3).
 //!
 //! Two formats are read:
 //! - `apiVersion: spec.keptn.sh/0.1.4`, `kind: Remediation`, `spec.remediations[]` with

@@ -1,4 +1,4 @@
-//! `shipyard.yaml`: which stages of a project remediate (SPEC section 3).
+//! `shipyard.yaml`: which stages of a project remediate (docs/design.md §3).
 //!
 //! Two formats are read:
 //! - 0.1.x (Keptn 0.6/0.7), no apiVersion: `stages[]` with `remediation_strategy: automated`

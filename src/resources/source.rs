@@ -1,4 +1,4 @@
-//! Where `remediation.yaml` and `shipyard.yaml` come from (SPEC section 3): a directory, or the
+//! Where `remediation.yaml` and `shipyard.yaml` come from (docs/design.md §3): a directory, or the
 //! Keptn API.
 //!
 //! A source only fetches text; parsing is [`super::RemediationFile`]'s and [`super::Shipyard`]'s.
@@ -69,7 +69,7 @@ fn detail(body: &str) -> String {
     }
 }
 
-/// Where resources are read from; the service picks one at start (SPEC section 3).
+/// Where resources are read from; the service picks one at start (docs/design.md §3).
 #[derive(Debug, Clone)]
 pub enum ResourceSource {
     Dir(DirSource),

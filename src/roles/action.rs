@@ -1,4 +1,4 @@
-//! The action role: the Unleash `toggle-feature` provider (SPEC section 6), replacing
+//! The action role: the Unleash `toggle-feature` provider (docs/design.md §6), replacing
 //! keptn-contrib/unleash-service.
 //!
 //! For an `action.triggered` whose action is `toggle-feature` (or Keptn 0.6's `featuretoggle`)

@@ -1,4 +1,4 @@
-//! The get-action role (Keptn 0.8.3 – 1.x, SPEC section 5): answers `get-action.triggered` the
+//! The get-action role (Keptn 0.8.3 – 1.x, docs/design.md §5): answers `get-action.triggered` the
 //! way Keptn's remediation-service does, so that the shipyard-controller's `remediation`
 //! sequence can run without it.
 //!

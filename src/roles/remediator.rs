@@ -1,4 +1,4 @@
-//! The remediator role (SPEC section 4): an open problem becomes
+//! The remediator role (docs/design.md §4): an open problem becomes
 //! `remediation.triggered` → `remediation.status.changed` → `action.triggered` → (the action
 //! runs, here or in another provider) → `remediation.finished`.
 //!

@@ -1,4 +1,4 @@
-//! HTTP (SPEC section 7): health, readiness, metrics, and ingest, all handled by the same
+//! HTTP (docs/design.md §7): health, readiness, metrics, and ingest, all handled by the same
 //! pipeline as NATS:
 //! - `POST /` and `POST /events`: one CloudEvent, structured or binary mode;
 //! - `POST /v1/event` and `POST /api/v1/event`: the same, answered like Keptn's API;

@@ -1,4 +1,4 @@
-//! NATS: connecting, consuming in core or JetStream mode, and publishing (SPEC section 8).
+//! NATS: connecting, consuming in core or JetStream mode, and publishing (docs/design.md §8).
 //!
 //! Delivery guarantees:
 //! - core: a queue subscription per subject; each event goes to one member of the queue group

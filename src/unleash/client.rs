@@ -1,6 +1,6 @@
 //! The Unleash admin client: switches one flag on or off in one environment and confirms it.
 //!
-//! Two API generations exist (see SPEC section 6):
+//! Two API generations exist (see docs/design.md §6):
 //! - v4+ (`/admin/projects/{project}/features/{flag}/environments/{env}/on|off`) with
 //!   `Authorization: <token>`: the only toggle API of Unleash 5 and later.
 //! - v3 (`/admin/features/{flag}/toggle/on|off`) with HTTP Basic `user:token`: what Keptn 0.6

@@ -1,7 +1,7 @@
 //! The `toggle-feature` action: which flags to switch (parsed from the action's `value`), and
 //! switching them one by one with a report per flag.
 //!
-//! Accepted values (SPEC section 6):
+//! Accepted values (docs/design.md §6):
 //! - a map flag → state, in the order written: `{"EnableStaticContent": "on"}`; the state is
 //!   `on`/`off`/`true`/`false` in any case, or a JSON boolean (YAML 1.1 `on`/`off` arrive as
 //!   booleans once remediation.yaml has been read);

@@ -1,4 +1,4 @@
-//! HTTP ingest (SPEC section 7): the same pipeline as NATS.
+//! HTTP ingest (docs/design.md §7): the same pipeline as NATS.
 
 use crate::common::{Fixture, problem_open};
 use crate::outcomes::{FOREIGN, spawn_responder};

@@ -1,4 +1,4 @@
-//! Each row of the remediator's outcome table (SPEC section 4), with a foreign action answered
+//! Each row of the remediator's outcome table (docs/design.md §4), with a foreign action answered
 //! by the test itself acting as another provider on the bus.
 
 use crate::common::{Bus, Fixture, Service, problem_open, renotified, resource_dir};
