@@ -207,8 +207,13 @@ impl Seen {
 }
 
 fn index_key(action_triggered_id: &str) -> String {
-    let clean: String = action_triggered_id
-        .chars()
+    format!("a.{}", subject_token(action_triggered_id))
+}
+
+/// `text` as one NATS subject token (and so one key-value key part): anything but letters,
+/// digits, `-` and `_` becomes `_`.
+pub(crate) fn subject_token(text: &str) -> String {
+    text.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
                 c
@@ -216,8 +221,7 @@ fn index_key(action_triggered_id: &str) -> String {
                 '_'
             }
         })
-        .collect();
-    format!("a.{clean}")
+        .collect()
 }
 
 /// Outcome of [`Store::create`].

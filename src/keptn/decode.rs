@@ -279,7 +279,8 @@ fn object(data: Value) -> Result<Map<String, Value>, String> {
     }
 }
 
-fn kind_of(v: &Value) -> &'static str {
+/// How a JSON value is named in an error ("a string", "an array").
+pub(crate) fn kind_of(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

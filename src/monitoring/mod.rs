@@ -9,6 +9,7 @@ pub mod alertmanager;
 pub mod dynatrace;
 pub mod grafana;
 
+pub(crate) use crate::keptn::decode::kind_of;
 use crate::keptn::{DecodeError, Incoming, Kind, Meta, ProblemDetails, ProblemEvent, ProblemState};
 use crate::keptn::{Scope, types};
 use serde_json::{Map, Value};
@@ -240,17 +241,6 @@ fn json_object(source: Source, body: &[u8]) -> Result<Map<String, Value>, Decode
             "invalid_body",
             format!("body must be a JSON object, not {}", kind_of(&other)),
         )),
-    }
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -22,6 +22,7 @@ use crate::state::{
     stored_problem,
 };
 use cloudevents::event::AttributesWriter;
+use serde_json::Value;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::{Arc, Mutex, Weak};
@@ -593,14 +594,12 @@ impl Remediator {
             triggered_id: Some(closing.event_id.clone()),
             git_commit_id: closing.git_commit_id.clone(),
         };
+        // The record holds the problem as it was opened; a close action is about it closed.
+        let closed = closed_problem(&record.problem);
         for (i, action) in on_close.iter().enumerate() {
-            let mut event = self.events.action_triggered(
-                &link,
-                &record.scope,
-                &record.labels,
-                action,
-                &record.problem,
-            );
+            let mut event =
+                self.events
+                    .action_triggered(&link, &record.scope, &record.labels, action, &closed);
             event.set_id(derived_id(&[&closing.event_id, "close", &i.to_string()]));
             self.out.publish(event).await?;
             metrics::counter!("close_actions_total").increment(1);
@@ -636,6 +635,20 @@ impl Remediator {
         });
         let _ = tx.send((Instant::now() + after, key, action_triggered_id));
     }
+}
+
+/// `problem` with its state member (in whatever spelling it came) saying CLOSED.
+fn closed_problem(problem: &Value) -> Value {
+    let mut closed = problem.clone();
+    if let Value::Object(map) = &mut closed {
+        let key = map
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case("state"))
+            .cloned()
+            .unwrap_or_else(|| "State".to_owned());
+        map.insert(key, Value::String("CLOSED".to_owned()));
+    }
+    closed
 }
 
 /// The timer task: a heap of deadlines, each handled in a task of its own when it passes.
@@ -916,7 +929,14 @@ spec:
         handle(r, &finished_for(&first[0], "pass")).await.unwrap();
         let close = decode(problem("close-4", "CLOSED", json!("P-4")));
         handle(r, &close).await.unwrap();
-        assert_eq!(rig.bus.of("action.triggered").len(), 2, "one close action");
+        let triggered = rig.bus.of("action.triggered");
+        assert_eq!(triggered.len(), 2, "one close action");
+        let data = match triggered[1].data() {
+            Some(cloudevents::Data::Json(v)) => v.clone(),
+            other => panic!("action.triggered data: {other:?}"),
+        };
+        assert_eq!(data["problem"]["State"], "CLOSED", "{data}");
+        assert_eq!(data["problem"]["ProblemID"], "P-4", "{data}");
         let before = rig.bus.seen.events().len();
         // Replays of the OPEN and of the CLOSED: already handled, nothing happens.
         handle(r, &open).await.unwrap();

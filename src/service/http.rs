@@ -57,9 +57,18 @@ pub fn server(
             .route("/events", web::post().to(ingest))
             .route("/v1/event", web::post().to(keptn_api))
             .route("/api/v1/event", web::post().to(keptn_api))
-            .route("/webhooks/alertmanager", web::post().to(alertmanager))
-            .route("/webhooks/grafana", web::post().to(grafana))
-            .route("/webhooks/dynatrace", web::post().to(dynatrace))
+            .route(
+                "/webhooks/alertmanager",
+                web::post().to(|s, r, p| webhook(Source::Alertmanager, s, r, p)),
+            )
+            .route(
+                "/webhooks/grafana",
+                web::post().to(|s, r, p| webhook(Source::Grafana, s, r, p)),
+            )
+            .route(
+                "/webhooks/dynatrace",
+                web::post().to(|s, r, p| webhook(Source::Dynatrace, s, r, p)),
+            )
     })
     .workers(1)
     .disable_signals()
@@ -359,30 +368,6 @@ async fn keptn_api(
             }))
         }
     }
-}
-
-async fn alertmanager(
-    state: web::Data<HttpState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> HttpResponse {
-    webhook(Source::Alertmanager, state, req, payload).await
-}
-
-async fn grafana(
-    state: web::Data<HttpState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> HttpResponse {
-    webhook(Source::Grafana, state, req, payload).await
-}
-
-async fn dynatrace(
-    state: web::Data<HttpState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> HttpResponse {
-    webhook(Source::Dynatrace, state, req, payload).await
 }
 
 /// A monitoring notification: 200 with each alert's outcome, 400 for a body that is not the

@@ -400,17 +400,10 @@ fn fair_shares(sizes: &[usize], budget: usize) -> Vec<usize> {
 /// one that gets an answer stops with an error. (Two started within the same half second are not
 /// caught.)
 pub async fn claim_sole_remediator(client: &async_nats::Client, group: &str) -> anyhow::Result<()> {
-    let clean: String = group
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let subject = format!("_unleash_remediation.replica.{clean}");
+    let subject = format!(
+        "_unleash_remediation.replica.{}",
+        crate::state::subject_token(group)
+    );
     let answer = tokio::time::timeout(
         Duration::from_millis(500),
         client.request(subject.clone(), bytes::Bytes::new()),

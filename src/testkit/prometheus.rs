@@ -10,12 +10,11 @@
 //! The configurations are written as JSON, which both programs read as YAML: no quoting rules
 //! to get wrong for paths and URLs.
 
+use super::http_get;
 use super::postgres::{Supervised, SupervisedSpec, fresh_temp_dir};
 use crate::config::Secret;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -452,29 +451,6 @@ async fn get_json(url: &str) -> Result<Value> {
         bail!("GET {url} answered {status}: {body}");
     }
     serde_json::from_str(&body).with_context(|| format!("GET {url}: not JSON: {body}"))
-}
-
-/// A minimal blocking HTTP/1.0 GET on 127.0.0.1 (no async runtime needed while starting).
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let timeout = Duration::from_secs(2);
-    let mut stream =
-        TcpStream::connect_timeout(&std::net::SocketAddr::from(([127, 0, 0, 1], port)), timeout)
-            .ok()?;
-    stream.set_read_timeout(Some(timeout)).ok()?;
-    stream.set_write_timeout(Some(timeout)).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Some((status, body))
 }
 
 /// `promtool check rules <file>`: `Ok` with promtool's output, or an error carrying it.

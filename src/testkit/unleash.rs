@@ -22,12 +22,11 @@
 //! [`super::postgres`], so they stop when the handle is dropped and also when the test binary
 //! exits without dropping it (a server kept in a `static` by [`UnleashServer::shared`]).
 
+use super::http_get;
 use super::postgres::{Postgres, Supervised, SupervisedSpec, fresh_temp_dir};
 use crate::config::Secret;
 use crate::unleash::{ApiMode, UnleashConfig};
 use anyhow::{Context, Result, bail};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -512,29 +511,6 @@ fn node_major(program: &str) -> Result<(u32, String)> {
         .and_then(|m| m.parse().ok())
         .with_context(|| format!("cannot read the node version {text:?}"))?;
     Ok((major, text))
-}
-
-/// A minimal blocking HTTP/1.0 GET on 127.0.0.1 (no async runtime needed while starting).
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let timeout = Duration::from_secs(2);
-    let mut stream =
-        TcpStream::connect_timeout(&std::net::SocketAddr::from(([127, 0, 0, 1], port)), timeout)
-            .ok()?;
-    stream.set_read_timeout(Some(timeout)).ok()?;
-    stream.set_write_timeout(Some(timeout)).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Some((status, body))
 }
 
 /// The npm project with the pinned servers.
