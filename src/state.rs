@@ -74,7 +74,9 @@ pub struct Record {
     pub action_index: usize,
     pub action_triggered_id: Option<String>,
     pub action_label: String,
-    /// Unix milliseconds after which the action counts as timed out.
+    /// Unix milliseconds, on the clock of the replica that started the action, when it times
+    /// out. For people reading the state only: replicas' clocks differ, so each times actions
+    /// on its own monotonic clock and never compares this with its wall clock.
     pub deadline_ms: i64,
     pub last_error: String,
     /// Unix milliseconds when the remediation started, for the duration metric.

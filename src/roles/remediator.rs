@@ -40,6 +40,9 @@ pub struct Remediator {
     /// One task keeps every action deadline of this process (not a task per action).
     timers: Mutex<Option<mpsc::UnboundedSender<Timer>>>,
     this: Weak<Remediator>,
+    /// Shifts this process's wall clock in tests, to play a replica whose clock is off.
+    #[cfg(test)]
+    skew_ms: std::sync::atomic::AtomicI64,
 }
 
 /// A deadline: (when, problem key, action.triggered id).
@@ -47,10 +50,6 @@ type Timer = (Instant, String, String);
 
 /// How long a failed timeout (the store or the bus was down) waits before it is tried again.
 const TIMEOUT_RETRY: Duration = Duration::from_secs(5);
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
 
 /// An event id derived from `parts`, so that a resend carries the id of the first attempt.
 fn derived_id(parts: &[&str]) -> String {
@@ -84,7 +83,18 @@ impl Remediator {
             out,
             timers: Mutex::new(None),
             this: this.clone(),
+            #[cfg(test)]
+            skew_ms: Default::default(),
         })
+    }
+
+    /// The wall clock, only for times written into records and the duration metric: replicas'
+    /// clocks differ, so no decision compares it with a time another replica wrote.
+    fn now_ms(&self) -> i64 {
+        let now = chrono::Utc::now().timestamp_millis();
+        #[cfg(test)]
+        let now = now + self.skew_ms.load(std::sync::atomic::Ordering::Relaxed);
+        now
     }
 
     /// Picks up remediations that were waiting or finishing when a process stopped: finishes
@@ -151,7 +161,7 @@ impl Remediator {
             action_label: String::new(),
             deadline_ms: 0,
             last_error: String::new(),
-            started_ms: now_ms(),
+            started_ms: self.now_ms(),
             actions: None,
             finish: None,
             closing: None,
@@ -437,7 +447,7 @@ impl Remediator {
         record.action_index = index;
         record.action_triggered_id = Some(id.clone());
         record.action_label = label(&action);
-        record.deadline_ms = now_ms() + self.action_timeout.as_millis() as i64;
+        record.deadline_ms = self.now_ms() + self.action_timeout.as_millis() as i64;
         // Both must be stored before the action.triggered goes out; they do not depend on
         // each other, so they go together.
         let (updated, linked) = tokio::join!(
@@ -569,7 +579,7 @@ impl Remediator {
             };
             metrics::counter!("remediations_total", "result" => result).increment(1);
             metrics::histogram!("remediation_duration_seconds")
-                .record((now_ms() - record.started_ms).max(0) as f64 / 1000.0);
+                .record((self.now_ms() - record.started_ms).max(0) as f64 / 1000.0);
             crate::telemetry::waiting_ended(key, None);
             info!(scope = %record.scope, shkeptncontext = %record.keptn_context, result, detail = %finish.message, "remediation finished");
             if record.closing.is_none() {
@@ -1013,5 +1023,79 @@ spec:
         assert_eq!(rig.bus.of("action.triggered").len(), 2);
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(rig.bus.of("remediation.finished").len(), 1);
+    }
+
+    /// Two replicas share a JetStream state bucket; the second one's wall clock is 15 minutes
+    /// ahead, so by its clock the deadline the first one wrote has long passed. It picks up the
+    /// running action (as after a restart) and must still wait a full `ACTION_TIMEOUT`.
+    #[tokio::test]
+    async fn a_replica_whose_clock_is_ahead_does_not_time_out_running_actions() {
+        use std::sync::atomic::Ordering;
+        let nats = crate::testkit::nats::NatsServer::start().unwrap();
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let timeout = Duration::from_secs(3);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("remediation.yaml"), FILE).unwrap();
+        let mut replicas = Vec::new();
+        for _ in 0..2 {
+            let store = Store::jetstream(&js, "skew", Duration::from_secs(3600))
+                .await
+                .unwrap();
+            let bus = Flaky::default();
+            let remediator = Remediator::new(
+                ResourceSource::Dir(DirSource::new(dir.path())),
+                EventFactory::new("test"),
+                store,
+                timeout,
+                Arc::new(bus.clone()),
+            );
+            replicas.push((remediator, bus));
+        }
+        let (a, a_bus) = &replicas[0];
+        let (b, b_bus) = &replicas[1];
+        b.skew_ms.store(15 * 60 * 1000, Ordering::Relaxed);
+
+        let started = std::time::Instant::now();
+        handle(a, &decode(problem("open-skew", "OPEN", json!("P-skew"))))
+            .await
+            .unwrap();
+        assert_eq!(a_bus.of("action.triggered").len(), 1);
+        assert_eq!(
+            b.resume().await.unwrap(),
+            1,
+            "the ahead replica sees the action"
+        );
+        let triggered = || a_bus.of("action.triggered").len() + b_bus.of("action.triggered").len();
+
+        tokio::time::sleep(timeout / 2).await;
+        assert_eq!(
+            triggered(),
+            1,
+            "timed out early by the replica whose clock is ahead"
+        );
+
+        // After ACTION_TIMEOUT the action does time out: exactly one replica escalates.
+        let give_up = started + timeout * 5;
+        while triggered() < 2 {
+            assert!(
+                std::time::Instant::now() < give_up,
+                "the action never timed out"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            started.elapsed() >= timeout,
+            "timed out after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(triggered(), 2, "one escalation, not one per replica");
+        let second: Vec<Event> = [a_bus.of("action.triggered"), b_bus.of("action.triggered")]
+            .concat()
+            .into_iter()
+            .filter(|e| flag_values(std::slice::from_ref(e)) == [r#"{"Second":"on"}"#])
+            .collect();
+        assert_eq!(second.len(), 1, "the next action started once");
     }
 }

@@ -12,6 +12,7 @@
 use crate::bus::Publish;
 use crate::config::{NatsArgs, ServeArgs};
 use crate::keptn::outgoing::Link;
+use crate::keptn::types;
 use crate::service::pipeline::Pipeline;
 use anyhow::Context;
 use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
@@ -496,6 +497,40 @@ pub async fn ensure_stream(
     .context("creating JetStream stream")
 }
 
+/// Whether the NATS subject `pattern` (with `*` and `>` wildcards) covers `subject`.
+fn covers(pattern: &str, subject: &str) -> bool {
+    let mut subject = subject.split('.');
+    for token in pattern.split('.') {
+        match (token, subject.next()) {
+            (">", Some(_)) => return true,
+            ("*", Some(_)) => {}
+            (t, Some(s)) if t == s => {}
+            _ => return false,
+        }
+    }
+    subject.next().is_none()
+}
+
+/// The subscriptions made for `subjects`, each with whether it skips `action.triggered`. A
+/// wildcard that covers `action.triggered` (`sh.keptn.>`) skips it, and `action.triggered`
+/// gets a subscription of its own, so toggles waiting on a hung Unleash hold up only their
+/// own loop and pool, never the events that share the wildcard.
+fn split_toggles(subjects: &[String]) -> Vec<(String, bool)> {
+    let toggles = types::ACTION_TRIGGERED;
+    let split = subjects
+        .iter()
+        .any(|s| s.as_str() != toggles && covers(s, toggles));
+    let mut out: Vec<(String, bool)> = subjects
+        .iter()
+        .filter(|s| !(split && s.as_str() == toggles))
+        .map(|s| (s.clone(), split && covers(s, toggles)))
+        .collect();
+    if split {
+        out.push((toggles.to_owned(), false));
+    }
+    out
+}
+
 /// Runs core-NATS queue subscriptions until `shutdown` fires. Each subject has its own loop,
 /// so a subject whose permits are all taken (toggles on a hung Unleash) holds up only itself.
 pub async fn run_core(
@@ -507,19 +542,28 @@ pub async fn run_core(
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut subs = Vec::new();
-    for subject in &subjects {
+    let plan = split_toggles(&subjects);
+    let split = plan.iter().any(|(_, skip)| *skip);
+    for (subject, skip_toggles) in plan {
+        // A split-off subscription is a queue group of its own: NATS hands a message to one
+        // member per group name, which could otherwise be the wildcard that skips it.
+        let queue = if split && subject == types::ACTION_TRIGGERED {
+            format!("{group}-toggles")
+        } else {
+            group.clone()
+        };
         let sub = client
-            .queue_subscribe(subject.clone(), group.clone())
+            .queue_subscribe(subject.clone(), queue)
             .await
             .with_context(|| format!("subscribing to {subject}"))?;
-        subs.push((subject.clone(), sub));
+        subs.push((subject, skip_toggles, sub));
     }
     client.flush().await.ok();
     info!(?subjects, %group, "subscribed (core NATS, queue group)");
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
     let loops: Vec<_> = subs
         .into_iter()
-        .map(|(subject, mut messages)| {
+        .map(|(subject, skip_toggles, mut messages)| {
             let pipeline = pipeline.clone();
             let mut shutdown = shutdown.clone();
             let limit = pipeline.permits.pool(&subject);
@@ -529,6 +573,9 @@ pub async fn run_core(
                         _ = shutdown.changed() => break,
                         next = messages.next() => {
                             let Some(msg) = next else { break };
+                            if skip_toggles && msg.subject.as_str() == types::ACTION_TRIGGERED {
+                                continue;
+                            }
                             let permit = tokio::select! {
                                 _ = shutdown.changed() => break,
                                 p = limit.clone().acquire_owned() => match p {
@@ -565,7 +612,8 @@ pub async fn run_jetstream(
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
-    for subject in &subjects {
+    for (subject, skip_toggles) in split_toggles(&subjects) {
+        let subject = &subject;
         let durable = format!(
             "{}-{}",
             args.pubsub_group,
@@ -592,6 +640,7 @@ pub async fn run_jetstream(
             consumer,
             pipeline.clone(),
             pipeline.permits.pool(subject),
+            skip_toggles,
             args.ack_wait,
             args.max_deliver,
             shutdown.clone(),
@@ -609,6 +658,7 @@ async fn consume(
     consumer: jetstream::consumer::Consumer<pull::Config>,
     pipeline: Arc<Pipeline>,
     limit: Arc<Semaphore>,
+    skip_toggles: bool,
     ack_wait: Duration,
     max_deliver: i64,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -639,6 +689,11 @@ async fn consume(
                 }
                 None => continue 'outer,
             };
+            if skip_toggles && msg.subject.as_str() == types::ACTION_TRIGGERED {
+                // The consumer of its own handles it.
+                let _ = msg.ack().await;
+                continue;
+            }
             let permit = tokio::select! {
                 _ = shutdown.changed() => None,
                 p = limit.clone().acquire_owned() => p.ok(),
@@ -707,6 +762,39 @@ mod tests {
     use super::*;
     use crate::keptn::Scope;
     use crate::keptn::outgoing::{EventFactory, Link, Outcome};
+
+    #[test]
+    fn a_wildcard_leaves_toggles_to_a_subscription_of_their_own() {
+        let toggles = "sh.keptn.event.action.triggered";
+        assert!(covers("sh.keptn.>", toggles));
+        assert!(covers("sh.keptn.event.*.triggered", toggles));
+        assert!(!covers("sh.keptn.event.*", toggles));
+        assert!(!covers("sh.keptn.event.action.triggered.x", toggles));
+        let plan = |subjects: &[&str]| {
+            split_toggles(&subjects.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            plan(&["sh.keptn.>"]),
+            vec![("sh.keptn.>".into(), true), (toggles.into(), false)]
+        );
+        assert_eq!(
+            plan(&[
+                toggles,
+                "sh.keptn.event.*.triggered",
+                "sh.keptn.event.problem.open"
+            ]),
+            vec![
+                ("sh.keptn.event.*.triggered".into(), true),
+                ("sh.keptn.event.problem.open".into(), false),
+                (toggles.into(), false)
+            ]
+        );
+        let plain = [toggles, "sh.keptn.event.problem.open"];
+        assert_eq!(
+            plan(&plain),
+            vec![(toggles.into(), false), (plain[1].into(), false)]
+        );
+    }
 
     #[test]
     fn credentials_leave_the_url() {

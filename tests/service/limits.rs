@@ -107,17 +107,32 @@ async fn http_events_take_the_same_permits_and_are_drained_on_sigterm() {
 
 #[tokio::test]
 async fn a_hung_unleash_does_not_hold_up_other_events() {
+    hung_unleash_with(&[]).await;
+}
+
+/// With one subscription for everything, toggles still take their own permits and loop.
+#[tokio::test]
+async fn a_hung_unleash_does_not_hold_up_other_events_on_a_wildcard_subscription() {
+    hung_unleash_with(&[("PUBSUB_TOPIC", "sh.keptn.>")]).await;
+}
+
+#[tokio::test]
+async fn a_hung_unleash_does_not_hold_up_other_events_on_a_wildcard_core_subscription() {
+    hung_unleash_with(&[("PUBSUB_TOPIC", "sh.keptn.>"), ("NATS_MODE", "core")]).await;
+}
+
+async fn hung_unleash_with(extra: &[(&'static str, &str)]) {
     let unleash = hung_unleash(Duration::from_secs(8)).await;
     let fx = Fixture::new(Some(FOREIGN), None).await;
     let url = format!("{}/api", unleash.uri());
-    let _svc = fx
-        .service(&[
-            ("CONCURRENCY", "4"),
-            ("UNLEASH_SERVER_URL", &url),
-            ("UNLEASH_API", "v4"),
-            ("UNLEASH_TIMEOUT", "10s"),
-        ])
-        .await;
+    let mut env = vec![
+        ("CONCURRENCY", "4"),
+        ("UNLEASH_SERVER_URL", url.as_str()),
+        ("UNLEASH_API", "v4"),
+        ("UNLEASH_TIMEOUT", "10s"),
+    ];
+    env.extend_from_slice(extra);
+    let svc = fx.service(&env).await;
     for n in 0..10 {
         fx.bus.publish(&toggle(n)).await;
     }
@@ -140,4 +155,5 @@ async fn a_hung_unleash_does_not_hold_up_other_events() {
             Duration::from_secs(3),
         )
         .await;
+    drop(svc);
 }
