@@ -4,11 +4,13 @@
 //! Incoming events are converted once, at the edge ([`decode::decode_bytes`] or
 //! [`decode::decode_event`]); the rest of the crate only sees [`Incoming`].
 
+pub mod binary;
 pub mod decode;
 pub mod model;
 pub mod outgoing;
 pub mod types;
 
+pub use binary::decode_binary;
 pub use decode::{DecodeError, decode_bytes, decode_event};
 pub use model::{
     ActionFinished, ActionInfo, ActionTriggered, GetActionTriggered, Incoming, Kind, Meta,

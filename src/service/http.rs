@@ -255,18 +255,24 @@ async fn admit(
     Ok((pipeline, body.freeze()))
 }
 
-/// Decodes one CloudEvent, in binary mode when `ce-specversion` is present.
+/// Binary mode: `ce-specversion` is present and the body is not itself a structured CloudEvent
+/// (the HTTP binding decides by `Content-Type`).
+fn binary_mode(req: &HttpRequest) -> bool {
+    req.headers().contains_key("ce-specversion")
+        && !header(req, "content-type")
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+            .starts_with("application/cloudevents+json")
+}
+
+/// Decodes one CloudEvent, structured or binary mode.
 fn decode_request(req: &HttpRequest, body: &web::Bytes) -> Result<Incoming, DecodeError> {
-    if req.headers().contains_key("ce-specversion") {
-        cloudevents::binding::http_0_2::to_event(req.headers(), body.to_vec())
-            .map_err(|e| DecodeError {
-                reason: "not_cloudevent",
-                message: format!("binary-mode CloudEvent could not be read: {e}"),
-                id: header(req, "ce-id"),
-                ty: header(req, "ce-type"),
-                keptn_context: header(req, "ce-shkeptncontext"),
-            })
-            .and_then(keptn::decode_event)
+    if binary_mode(req) {
+        let headers = req
+            .headers()
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_bytes()));
+        keptn::decode_binary(headers, body)
     } else {
         keptn::decode_bytes(body)
     }
@@ -310,7 +316,7 @@ fn dynatrace_test_event(req: &HttpRequest, body: &[u8]) -> bool {
     let Ok(serde_json::Value::Object(mut obj)) = serde_json::from_slice(body) else {
         return false;
     };
-    let data = if req.headers().contains_key("ce-specversion") {
+    let data = if binary_mode(req) {
         obj
     } else {
         match obj.remove("data") {
