@@ -54,6 +54,9 @@ struct Run {
     events: EventFactory,
     link: Link,
     scope: Scope,
+    /// `data.flags` of action.finished, as this service's action role sends it; `None`: only
+    /// the message, as another provider or an older version sends it.
+    flags: Option<Vec<Value>>,
 }
 
 impl Run {
@@ -74,7 +77,13 @@ impl Run {
                 stage: "production".into(),
                 service: "front-end".into(),
             },
+            flags: None,
         }
+    }
+
+    fn with_flags(mut self, flags: Value) -> Run {
+        self.flags = Some(flags.as_array().expect("a list of flags").clone());
+        self
     }
 
     async fn remediate(&self, problem: &Value, flags: Value, outcome: Outcome, message: &str) {
@@ -116,10 +125,21 @@ impl Run {
             .await
             .unwrap();
         self.out
-            .publish(
-                self.events
-                    .action_finished(&act_link, &self.scope, &labels, outcome, message),
-            )
+            .publish(match &self.flags {
+                Some(list) => self.events.action_finished_with_flags(
+                    &act_link,
+                    &self.scope,
+                    &labels,
+                    outcome,
+                    message,
+                    list.clone(),
+                    0,
+                ),
+                None => {
+                    self.events
+                        .action_finished(&act_link, &self.scope, &labels, outcome, message)
+                }
+            })
             .await
             .unwrap();
         let done = if outcome == Outcome::Pass {
@@ -172,7 +192,7 @@ Action 1: \"Serve the static page\" (toggle-feature): EnableStaticContent → on
 Switch EnableStaticContent on, so that visitors get the static page from the CDN\n\
 Keptn context: 2d343334-3932-4231-b631-383433353839";
 const ACTION_DONE: &str = "**Remediation action succeeded**: \"Serve the static page\" (toggle-feature), status succeeded, result pass.\n\
-- EnableStaticContent → on: confirmed";
+- EnableStaticContent: off → on (confirmed)";
 
 #[tokio::test]
 async fn tutorial_problem_gives_three_dynatrace_v2_comments_in_order() {
@@ -187,7 +207,9 @@ async fn tutorial_problem_gives_three_dynatrace_v2_comments_in_order() {
         ..config()
     })
     .unwrap();
-    let run = Run::new(notifier);
+    let run = Run::new(notifier).with_flags(json!([
+        {"flag": "EnableStaticContent", "from": "off", "to": "on", "result": "confirmed", "reason": null}
+    ]));
     run.remediate(
         &tutorial_problem(),
         json!({"EnableStaticContent": "on"}),
@@ -385,8 +407,8 @@ Keptn context: 2d343334-3932-4231-b631-383433353839"
     assert_eq!(
         finished["flags"],
         json!([
-            {"flag": "EnableStaticContent", "state": "on", "outcome": "confirmed", "reason": null},
-            {"flag": "EnablePromotion", "state": "off", "outcome": "failed",
+            {"flag": "EnableStaticContent", "from": null, "state": "on", "outcome": "confirmed", "reason": null},
+            {"flag": "EnablePromotion", "from": null, "state": "off", "outcome": "failed",
              "reason": "flag \"EnablePromotion\" does not exist in project \"default\""}
         ])
     );
@@ -437,6 +459,9 @@ async fn a_grafana_problem_gets_an_annotation_on_its_panel_and_no_dynatrace_comm
     .unwrap();
     let before = chrono::Utc::now().timestamp_millis();
     Run::new(notifier)
+        .with_flags(json!([
+            {"flag": "EnableStaticContent", "from": "off", "to": "on", "result": "confirmed", "reason": null}
+        ]))
         .remediate(
             &grafana_problem(),
             json!({"EnableStaticContent": "on"}),
@@ -463,7 +488,7 @@ async fn a_grafana_problem_gets_an_annotation_on_its_panel_and_no_dynatrace_comm
     );
     assert_eq!(
         b["text"],
-        "Unleash remediation \"Serve the static page\" (toggle-feature): pass. EnableStaticContent: on (confirmed)"
+        "Unleash remediation \"Serve the static page\" (toggle-feature): pass. EnableStaticContent: off → on (confirmed)"
     );
     let t = b["time"].as_i64().unwrap();
     assert!(t >= before && t <= chrono::Utc::now().timestamp_millis());

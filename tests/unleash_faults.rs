@@ -623,3 +623,92 @@ fn requests_are_counted_and_timed() {
     assert!(text.contains("unleash_request_duration_seconds"), "{text}");
     assert!(!text.contains("s3cret"));
 }
+
+#[tokio::test]
+async fn a_failing_read_before_the_switch_still_switches_and_leaves_the_old_state_unknown() {
+    use unleash_remediation_service::unleash::{FlagChange, FlagResult, apply};
+    let server = MockServer::start().await;
+    // The first read (the one before the switch) fails; the read-back after it works.
+    Mock::given(method("GET"))
+        .and(path(READ_PATH))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(READ_PATH))
+        .respond_with(read_back(true))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(ON_PATH))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut c = config(&server.uri());
+    c.max_retries = 0;
+    let report = apply(
+        &client(c),
+        "production",
+        &[FlagChange {
+            flag: FLAG.into(),
+            on: true,
+        }],
+    )
+    .await;
+    let o = &report.outcomes[0];
+    assert!(matches!(o.result, FlagResult::Confirmed), "{o:?}");
+    assert_eq!(o.was_on, None);
+    assert!(report.succeeded());
+    assert_eq!(report.message(), "EnableStaticContent: on (confirmed)");
+    let (flags, left_out) = report.flags_json();
+    assert_eq!(left_out, 0);
+    assert_eq!(
+        flags,
+        [json!({"flag": FLAG, "from": null, "to": "on", "result": "confirmed", "reason": null})]
+    );
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn the_state_before_the_switch_is_read_once_and_reported() {
+    use unleash_remediation_service::unleash::{FlagChange, apply};
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(READ_PATH))
+        .respond_with(read_back(false))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(READ_PATH))
+        .respond_with(read_back(true))
+        .with_priority(2)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(ON_PATH))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let report = apply(
+        &client(config(&server.uri())),
+        "production",
+        &[FlagChange {
+            flag: FLAG.into(),
+            on: true,
+        }],
+    )
+    .await;
+    assert_eq!(report.outcomes[0].was_on, Some(false));
+    assert_eq!(report.flags_json().0[0]["from"], "off");
+    server.verify().await;
+}

@@ -154,7 +154,7 @@ fn str_of(object: &Map<String, Value>, name: &str) -> String {
         .to_owned()
 }
 
-/// What happened to one flag, as far as the action's message tells.
+/// What happened to one flag, as far as `action.finished` tells.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum FlagState {
     /// The wanted state, not yet reported.
@@ -168,6 +168,9 @@ pub(crate) enum FlagState {
 pub(crate) struct FlagLine {
     pub flag: String,
     pub on: bool,
+    /// The state before the switch; `None` when unknown (the read failed, or the event does
+    /// not say).
+    pub was_on: Option<bool>,
     pub state: FlagState,
 }
 
@@ -357,10 +360,13 @@ impl Tracker {
                 }
                 let action = t.actions.get(&key).cloned();
                 let (status, result, message) = outcome(&seen.data);
-                let flags = action
-                    .as_ref()
-                    .map(|a| flag_lines(&a.flags, &message))
-                    .unwrap_or_default();
+                let flags = match structured_flags(&seen.data) {
+                    Some(flags) => flags,
+                    None => action
+                        .as_ref()
+                        .map(|a| flag_lines(&a.flags, &message))
+                        .unwrap_or_default(),
+                };
                 t.last_flags = flags.clone();
                 let kind = StepKind::ActionFinished {
                     status,
@@ -399,6 +405,43 @@ fn outcome(data: &Value) -> (String, String, String) {
             .to_owned()
     };
     (s("status"), s("result"), s("message"))
+}
+
+/// Each flag's outcome from `data.flags` of an `action.finished` (this service's action role);
+/// `None` when the event has no such list (another provider, an older version).
+pub(crate) fn structured_flags(data: &Value) -> Option<Vec<FlagLine>> {
+    let list = data.get("flags")?.as_array()?;
+    let on_off = |v: Option<&Value>| match v.and_then(Value::as_str) {
+        Some("on") => Some(true),
+        Some("off") => Some(false),
+        _ => None,
+    };
+    let lines = list
+        .iter()
+        .filter_map(|f| {
+            let flag = f.get("flag")?.as_str()?.to_owned();
+            let on = on_off(f.get("to"))?;
+            let reason = f
+                .get("reason")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let state = match f.get("result").and_then(Value::as_str) {
+                Some("confirmed") => FlagState::Confirmed,
+                Some("failed") => FlagState::Failed(reason),
+                Some("skipped" | "refused") => FlagState::NotSwitched(reason),
+                Some("dry_run") => FlagState::NotSwitched("dry run".into()),
+                _ => FlagState::Wanted,
+            };
+            Some(FlagLine {
+                flag,
+                on,
+                was_on: on_off(f.get("from")),
+                state,
+            })
+        })
+        .collect();
+    Some(lines)
 }
 
 /// Each flag's outcome, read from the action role's message
@@ -456,6 +499,7 @@ pub(crate) fn flag_lines(flags: &[FlagChange], message: &str) -> Vec<FlagLine> {
             FlagLine {
                 flag: f.flag.clone(),
                 on: f.on,
+                was_on: None,
                 state,
             }
         })
@@ -492,6 +536,24 @@ mod tests {
         );
         let lines = flag_lines(&flags, "invalid toggle-feature value: nope");
         assert!(lines.iter().all(|l| l.state == FlagState::Wanted));
+    }
+
+    #[test]
+    fn flag_outcomes_come_from_structured_data_when_present() {
+        let data = json!({"message": "ignored", "flags": [
+            {"flag": "A", "from": "off", "to": "on", "result": "confirmed", "reason": null},
+            {"flag": "B", "from": null, "to": "off", "result": "failed", "reason": "HTTP 500"},
+            {"flag": "C", "from": "on", "to": "on", "result": "refused", "reason": "not allowed"},
+        ]});
+        let lines = structured_flags(&data).unwrap();
+        assert_eq!(
+            (lines[0].was_on, lines[0].on, &lines[0].state),
+            (Some(false), true, &FlagState::Confirmed)
+        );
+        assert_eq!(lines[1].was_on, None);
+        assert_eq!(lines[1].state, FlagState::Failed("HTTP 500".into()));
+        assert_eq!(lines[2].state, FlagState::NotSwitched("not allowed".into()));
+        assert!(structured_flags(&json!({"message": "A: on (confirmed)"})).is_none());
     }
 
     #[test]

@@ -35,14 +35,32 @@ fn wanted(action: &ActionSeen) -> String {
     format!(": {}", list.join(", "))
 }
 
-fn flag_line(line: &FlagLine) -> String {
-    let head = format!("- {} → {}", line.flag, on_off(line.on));
-    match &line.state {
-        FlagState::Confirmed => format!("{head}: confirmed"),
-        FlagState::Failed(why) => format!("{head}: failed: {why}"),
-        FlagState::NotSwitched(why) => format!("{head}: not switched ({why})"),
-        FlagState::Wanted => format!("{head}: no outcome reported"),
+/// `EnableStaticContent: off → on (confirmed)`, or `…: on (was unknown, confirmed)` when
+/// the state before the switch is not known.
+pub(crate) fn flag_text(line: &FlagLine) -> String {
+    let outcome = match &line.state {
+        FlagState::Confirmed => "confirmed".to_owned(),
+        FlagState::Failed(why) => format!("failed: {why}"),
+        FlagState::NotSwitched(why) => format!("not switched: {why}"),
+        FlagState::Wanted => "no outcome reported".to_owned(),
+    };
+    match line.was_on {
+        Some(was) => format!(
+            "{}: {} → {} ({outcome})",
+            line.flag,
+            on_off(was),
+            on_off(line.on)
+        ),
+        None => format!(
+            "{}: {} (was unknown, {outcome})",
+            line.flag,
+            on_off(line.on)
+        ),
     }
+}
+
+fn flag_line(line: &FlagLine) -> String {
+    format!("- {}", flag_text(line))
 }
 
 fn seconds(ms: i64) -> String {
@@ -216,14 +234,14 @@ pub(crate) fn webhook_body(step: &Step) -> Value {
             .iter()
             .map(|f| {
                 let (outcome, reason) = outcome_word(&f.state);
-                json!({"flag": f.flag, "state": on_off(f.on), "outcome": outcome, "reason": reason})
+                json!({"flag": f.flag, "from": f.was_on.map(on_off), "state": on_off(f.on), "outcome": outcome, "reason": reason})
             })
             .collect(),
         _ => step
             .action
             .iter()
             .flat_map(|a| &a.flags)
-            .map(|f| json!({"flag": f.flag, "state": on_off(f.on), "outcome": "wanted", "reason": null}))
+            .map(|f| json!({"flag": f.flag, "from": null, "state": on_off(f.on), "outcome": "wanted", "reason": null}))
             .collect(),
     };
     body["flags"] = Value::Array(flags);
@@ -258,10 +276,18 @@ pub(crate) fn webhook_body(step: &Step) -> Value {
 /// The Grafana annotation of an action.finished (`None` for other steps).
 pub(crate) fn grafana_annotation(step: &Step) -> Option<Value> {
     let StepKind::ActionFinished {
-        result, message, ..
+        result,
+        message,
+        flags,
+        ..
     } = &step.kind
     else {
         return None;
+    };
+    let detail = if flags.iter().any(|f| f.state != FlagState::Wanted) {
+        flags.iter().map(flag_text).collect::<Vec<_>>().join("; ")
+    } else {
+        message.clone()
     };
     let action = step.action.as_ref();
     let label = action
@@ -272,7 +298,7 @@ pub(crate) fn grafana_annotation(step: &Step) -> Option<Value> {
         tags.extend(a.flags.iter().map(|f| format!("flag:{}", f.flag)));
     }
     let mut body = json!({
-        "text": format!("Unleash remediation {label}: {result}. {message}").trim_end().to_owned(),
+        "text": format!("Unleash remediation {label}: {result}. {detail}").trim_end().to_owned(),
         "tags": tags,
         "time": step.time.timestamp_millis(),
     });

@@ -213,6 +213,27 @@ impl EventFactory {
         self.event(types::ACTION_FINISHED, link, Value::Object(data))
     }
 
+    /// `action.finished` of a toggle action: also `flags`, each flag's old and new state and
+    /// outcome (at most 50; `flagsNotListed` counts the rest when there are more).
+    #[allow(clippy::too_many_arguments)]
+    pub fn action_finished_with_flags(
+        &self,
+        link: &Link,
+        scope: &Scope,
+        labels: &BTreeMap<String, String>,
+        outcome: Outcome,
+        message: &str,
+        flags: Vec<Value>,
+        not_listed: usize,
+    ) -> Event {
+        let mut data = with_outcome(scope, labels, outcome, message);
+        data.insert("flags".into(), Value::Array(flags));
+        if not_listed > 0 {
+            data.insert("flagsNotListed".into(), json!(not_listed));
+        }
+        self.event(types::ACTION_FINISHED, link, Value::Object(data))
+    }
+
     pub fn get_action_started(
         &self,
         link: &Link,

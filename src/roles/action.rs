@@ -3,7 +3,8 @@
 //!
 //! For an `action.triggered` whose action is `toggle-feature` (or Keptn 0.6's `featuretoggle`)
 //! it replies `action.started`, switches the flags, and replies `action.finished` with
-//! succeeded/pass or errored/fail and a message naming each flag's outcome. Every other action
+//! succeeded/pass or errored/fail, a message naming each flag's outcome and `flags`, each
+//! flag's state before and after. Every other action
 //! belongs to another provider and gets no reply at all: a stray `action.started` would make
 //! Keptn wait for a `finished` this service will never send.
 
@@ -11,7 +12,7 @@ use crate::bus::Publish;
 use crate::keptn::outgoing::{Link, Outcome};
 use crate::keptn::types::{FEATURETOGGLE, TOGGLE_FEATURE};
 use crate::keptn::{ActionTriggered, EventFactory, Meta};
-use crate::unleash::{FlagPolicy, UnleashClient, apply_with, parse_value};
+use crate::unleash::{FlagPolicy, ToggleReport, UnleashClient, apply_with, parse_value};
 
 /// Handles `action.triggered` events for Unleash flags.
 #[derive(Debug, Clone)]
@@ -72,7 +73,7 @@ impl ActionRole {
         out.publish(events.action_started(&link, &ev.scope, &ev.labels))
             .await?;
 
-        let (outcome, message) = self.run(ev, dry_run).await;
+        let (outcome, message, report) = self.run(ev, dry_run).await;
         tracing::info!(
             shkeptncontext = %link.keptn_context,
             event_id = %meta.id,
@@ -84,15 +85,28 @@ impl ActionRole {
         );
         metrics::counter!("actions_total", "action" => action_label, "result" => outcome.result())
             .increment(1);
-        out.publish(events.action_finished(&link, &ev.scope, &ev.labels, outcome, &message))
-            .await?;
+        let finished = match report {
+            Some(report) => {
+                let (flags, not_listed) = report.flags_json();
+                events.action_finished_with_flags(
+                    &link, &ev.scope, &ev.labels, outcome, &message, flags, not_listed,
+                )
+            }
+            None => events.action_finished(&link, &ev.scope, &ev.labels, outcome, &message),
+        };
+        out.publish(finished).await?;
         Ok(())
     }
 
-    async fn run(&self, ev: &ActionTriggered, dry_run: bool) -> (Outcome, String) {
+    /// The outcome, the message, and the flag-by-flag report when flags were tried.
+    async fn run(
+        &self,
+        ev: &ActionTriggered,
+        dry_run: bool,
+    ) -> (Outcome, String, Option<ToggleReport>) {
         let changes = match parse_value(&ev.action.value) {
             Ok(changes) => changes,
-            Err(e) => return (Outcome::Errored, e.to_string()),
+            Err(e) => return (Outcome::Errored, e.to_string(), None),
         };
         // Refused whole, before any request: one action must not become thousands of them.
         if changes.len() > self.policy.max_flags() {
@@ -103,6 +117,7 @@ impl ActionRole {
                     changes.len(),
                     self.policy.max_flags()
                 ),
+                None,
             );
         }
         let environment = match self.environment.as_deref() {
@@ -112,6 +127,7 @@ impl ActionRole {
                 return (
                     Outcome::Errored,
                     "no Unleash environment: the event has no stage and UNLEASH_ENVIRONMENT is not set".into(),
+                    None,
                 );
             }
         };
@@ -127,7 +143,8 @@ impl ActionRole {
         } else {
             Outcome::Errored
         };
-        (outcome, report.message())
+        let message = report.message();
+        (outcome, message, Some(report))
     }
 }
 

@@ -128,7 +128,30 @@ fn describe(v: &Value) -> String {
 pub struct FlagOutcome {
     pub flag: String,
     pub on: bool,
+    /// The state read just before the switch (or by a dry run); `None` when that read failed
+    /// or the flag was not tried.
+    pub was_on: Option<bool>,
     pub result: FlagResult,
+}
+
+impl FlagOutcome {
+    /// The flag as `action.finished` data lists it: `{"flag", "from", "to", "result", "reason"}`.
+    pub fn to_json(&self) -> Value {
+        let (result, reason) = match &self.result {
+            FlagResult::Confirmed => ("confirmed", None),
+            FlagResult::Failed(e) => ("failed", Some(e.to_string())),
+            FlagResult::Skipped(why) => ("skipped", Some(why.clone())),
+            FlagResult::Refused(why) => ("refused", Some(why.clone())),
+            FlagResult::WouldSwitch { .. } => ("dry_run", None),
+        };
+        serde_json::json!({
+            "flag": self.flag,
+            "from": self.was_on.map(on_off),
+            "to": on_off(self.on),
+            "result": result,
+            "reason": reason,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -350,20 +373,7 @@ impl ToggleReport {
                 counts.push(format!("{n} {what}"));
             }
         }
-        let good = |o: &&FlagOutcome| {
-            matches!(
-                o.result,
-                FlagResult::Confirmed | FlagResult::WouldSwitch { .. }
-            )
-        };
-        let listed: Vec<String> = self
-            .outcomes
-            .iter()
-            .filter(|o| !good(o))
-            .chain(self.outcomes.iter().filter(good))
-            .take(MESSAGE_FLAGS)
-            .map(ToString::to_string)
-            .collect();
+        let listed: Vec<String> = self.listed().map(ToString::to_string).collect();
         format!(
             "{} flags: {}; {}; … and {} more",
             self.outcomes.len(),
@@ -371,6 +381,39 @@ impl ToggleReport {
             listed.join("; "),
             self.outcomes.len() - listed.len()
         )
+    }
+}
+
+impl ToggleReport {
+    /// At most 50 outcomes: all of them in order, or beyond 50 those that did not succeed
+    /// first (as [`ToggleReport::message`] lists them).
+    fn listed(&self) -> impl Iterator<Item = &FlagOutcome> {
+        let good = |o: &&FlagOutcome| {
+            matches!(
+                o.result,
+                FlagResult::Confirmed | FlagResult::WouldSwitch { .. }
+            )
+        };
+        let many = self.outcomes.len() > MESSAGE_FLAGS;
+        let first: Box<dyn Iterator<Item = &FlagOutcome>> = if many {
+            Box::new(
+                self.outcomes
+                    .iter()
+                    .filter(move |o| !good(o))
+                    .chain(self.outcomes.iter().filter(good)),
+            )
+        } else {
+            Box::new(self.outcomes.iter())
+        };
+        first.take(MESSAGE_FLAGS)
+    }
+
+    /// The flags for `action.finished` data (the same ones the message lists, at most 50) and
+    /// how many were left out.
+    pub fn flags_json(&self) -> (Vec<Value>, usize) {
+        let listed: Vec<Value> = self.listed().map(FlagOutcome::to_json).collect();
+        let left_out = self.outcomes.len() - listed.len();
+        (listed, left_out)
     }
 }
 
@@ -398,6 +441,7 @@ pub async fn apply_with(
     let mut outcomes = Vec::with_capacity(changes.len());
     let mut blocker: Option<String> = None;
     for change in changes {
+        let mut was_on = None;
         let result = match &blocker {
             _ if !policy.allows(&change.flag) => {
                 tracing::warn!(flag = %change.flag, "flag refused: not in ALLOWED_FLAGS");
@@ -405,7 +449,10 @@ pub async fn apply_with(
             }
             Some(why) => FlagResult::Skipped(why.clone()),
             None if policy.dry_run => match client.flag_enabled(&change.flag, environment).await {
-                Ok(currently_on) => FlagResult::WouldSwitch { currently_on },
+                Ok(currently_on) => {
+                    was_on = Some(currently_on);
+                    FlagResult::WouldSwitch { currently_on }
+                }
                 Err(e) => {
                     if e.affects_every_flag() {
                         blocker = Some(format!("{} failed the same way", change.flag));
@@ -413,16 +460,27 @@ pub async fn apply_with(
                     FlagResult::Failed(e)
                 }
             },
-            None => match client.set_flag(&change.flag, environment, change.on).await {
-                Ok(()) => FlagResult::Confirmed,
-                Err(e) => {
-                    tracing::warn!(flag = %change.flag, environment, error = %e, "switching an Unleash flag failed");
-                    if e.affects_every_flag() {
-                        blocker = Some(format!("{} failed the same way", change.flag));
+            None => {
+                // Read once for the report only: a failed read leaves the state unknown and
+                // does not stop the switch.
+                was_on = match client.flag_enabled(&change.flag, environment).await {
+                    Ok(on) => Some(on),
+                    Err(e) => {
+                        tracing::debug!(flag = %change.flag, environment, error = %e, "reading a flag's state before the switch failed");
+                        None
                     }
-                    FlagResult::Failed(e)
+                };
+                match client.set_flag(&change.flag, environment, change.on).await {
+                    Ok(()) => FlagResult::Confirmed,
+                    Err(e) => {
+                        tracing::warn!(flag = %change.flag, environment, error = %e, "switching an Unleash flag failed");
+                        if e.affects_every_flag() {
+                            blocker = Some(format!("{} failed the same way", change.flag));
+                        }
+                        FlagResult::Failed(e)
+                    }
                 }
-            },
+            }
         };
         let result_label = match &result {
             FlagResult::Confirmed => "confirmed",
@@ -442,6 +500,7 @@ pub async fn apply_with(
         outcomes.push(FlagOutcome {
             flag: change.flag.clone(),
             on: change.on,
+            was_on,
             result,
         });
     }
@@ -553,6 +612,7 @@ mod tests {
             .map(|i| FlagOutcome {
                 flag: format!("F{i}"),
                 on: true,
+                was_on: Some(false),
                 result: FlagResult::Confirmed,
             })
             .collect();
@@ -567,5 +627,11 @@ mod tests {
             "{m}"
         );
         assert!(m.ends_with("… and 250 more"), "{m}");
+        let (flags, left_out) = report.flags_json();
+        assert_eq!((flags.len(), left_out), (50, 250));
+        assert_eq!(flags[0]["flag"], "F250");
+        assert_eq!(flags[0]["result"], "refused");
+        assert_eq!(flags[1]["from"], "off");
+        assert_eq!(flags[1]["to"], "on");
     }
 }

@@ -189,10 +189,27 @@ Action 1: \"Serve the static page\" (toggle-feature): EnableStaticContent → on
 Switch EnableStaticContent on, so that visitors get the static page from the CDN\n\
 Keptn context: 2d343334-3932-4231-b631-383433353839"
     );
+    // Other tests switch EnableStaticContent in the same Unleash: it was on or off before.
+    let action_finished = bus
+        .of_type("sh.keptn.event.action.finished")
+        .into_iter()
+        .find(|e| e["shkeptncontext"] == problem["shkeptncontext"])
+        .expect("action.finished");
+    let flags = &action_finished["data"]["flags"];
+    let from = flags[0]["from"]
+        .as_str()
+        .expect("the state before is known");
+    assert!(from == "on" || from == "off", "{flags}");
+    assert_eq!(
+        flags,
+        &json!([{"flag": "EnableStaticContent", "from": from, "to": "on", "result": "confirmed", "reason": null}])
+    );
     assert_eq!(
         messages[1],
-        "**Remediation action succeeded**: \"Serve the static page\" (toggle-feature), status succeeded, result pass.\n\
-- EnableStaticContent → on: confirmed"
+        format!(
+            "**Remediation action succeeded**: \"Serve the static page\" (toggle-feature), status succeeded, result pass.\n\
+- EnableStaticContent: {from} → on (confirmed)"
+        )
     );
     assert!(
         messages[2].starts_with("**Remediation finished**: succeeded/pass after ")
@@ -229,7 +246,7 @@ Keptn context: 2d343334-3932-4231-b631-383433353839"
     );
     assert_eq!(
         body(&steps[4])["flags"],
-        json!([{"flag": "EnableStaticContent", "state": "on", "outcome": "confirmed", "reason": null}])
+        json!([{"flag": "EnableStaticContent", "from": from, "state": "on", "outcome": "confirmed", "reason": null}])
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(dt.received_requests().await.unwrap().len(), 3);
@@ -418,7 +435,7 @@ async fn a_grafana_problem_gets_an_annotation_on_its_panel() {
     assert_eq!(
         b["text"],
         format!(
-            "Unleash remediation \"Switch the new checkout off\" (toggle-feature): pass. {flag}: off (confirmed)"
+            "Unleash remediation \"Switch the new checkout off\" (toggle-feature): pass. {flag}: off → off (confirmed)"
         )
     );
     assert!(b["time"].as_i64().unwrap() > 0);
@@ -456,9 +473,21 @@ async fn the_action_role_alone_comments_on_the_problem_of_an_action_it_answers()
         }
     });
     fx.bus.publish(&triggered).await;
-    fx.bus
+    let finished = fx
+        .bus
         .wait_for("sh.keptn.event.action.finished", 1, Duration::from_secs(10))
         .await;
+    // A new flag is off: the action role read it before switching it on.
+    assert_eq!(
+        finished[0]["data"]["flags"],
+        json!([{"flag": flag, "from": "off", "to": "on", "result": "confirmed", "reason": null}]),
+        "{}",
+        finished[0]
+    );
+    assert_eq!(
+        finished[0]["data"]["message"],
+        format!("{flag}: on (confirmed)")
+    );
     let got = wait_requests(&dt, 2, Duration::from_secs(10)).await;
     show("dynatrace (action role)", &got);
     assert!(
@@ -474,7 +503,7 @@ async fn the_action_role_alone_comments_on_the_problem_of_an_action_it_answers()
     assert_eq!(
         body(&got[1])["message"],
         format!(
-            "**Remediation action succeeded**: \"Serve the static page\" (toggle-feature), status succeeded, result pass.\n- {flag} → on: confirmed"
+            "**Remediation action succeeded**: \"Serve the static page\" (toggle-feature), status succeeded, result pass.\n- {flag}: off → on (confirmed)"
         )
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
