@@ -38,15 +38,21 @@ pub struct HttpState {
     pub webhook_in_flight: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
+/// Binds `addr` (`what` names the setting in the error) so the caller learns the port at once.
+fn bind(addr: &str, what: &str) -> anyhow::Result<(std::net::TcpListener, std::net::SocketAddr)> {
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {what}{addr}: {e}"))?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
+
 /// Binds the listener (so the caller learns the port at once) and returns the server to run.
 pub fn server(
     state: HttpState,
     addr: &str,
 ) -> anyhow::Result<(actix_web::dev::Server, std::net::SocketAddr)> {
     let state = web::Data::new(state);
-    let listener = std::net::TcpListener::bind(addr)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-    let local = listener.local_addr()?;
+    let (listener, local) = bind(addr, "")?;
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -617,9 +623,7 @@ pub fn ops_server(
         metrics_answer(state.nats.as_ref(), &state.subscribed, &state.metrics)
     }
     let state = web::Data::new(state);
-    let listener = std::net::TcpListener::bind(addr)
-        .map_err(|e| anyhow::anyhow!("cannot listen on METRICS_ADDR {addr}: {e}"))?;
-    let local = listener.local_addr()?;
+    let (listener, local) = bind(addr, "METRICS_ADDR ")?;
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
