@@ -9,6 +9,19 @@ use std::sync::{Arc, Mutex};
 /// stream has stored it).
 pub trait Publish: Send + Sync {
     fn publish(&self, event: Event) -> BoxFuture<'_, anyhow::Result<()>>;
+
+    /// Sends `events` in this order and returns once the transport has taken all of them.
+    /// A transport that confirms each event (JetStream) sends them all first and then waits for
+    /// the confirmations together: the order on the bus is kept, and the wait is one round trip
+    /// instead of one per event.
+    fn publish_all(&self, events: Vec<Event>) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            for event in events {
+                self.publish(event).await?;
+            }
+            Ok(())
+        })
+    }
 }
 
 /// Collects events in memory; for tests and dry runs.

@@ -348,6 +348,10 @@ fn describe_metrics() {
         "CLOSED notifications for a problem not opened here or already closing; no close actions run."
     );
     describe_counter!(
+        "state_evictions_total",
+        "Finished remediations the in-memory state forgot early because it was full (their close actions will not run)."
+    );
+    describe_counter!(
         "problems_refused_total",
         "Problems not remediated because what must be kept of them exceeds the record size limit."
     );
@@ -493,6 +497,7 @@ fn register_known_series() {
         "events_shortened_total",
         "events_replayed_total",
         "closes_ignored_total",
+        "state_evictions_total",
     ] {
         counter!(name).absolute(0);
     }
@@ -532,9 +537,10 @@ fn register_known_series() {
     let _ = histogram!("unleash_request_duration_seconds");
 }
 
-/// Remediations waiting for an action whose timer this process armed: key → action id.
-fn waiting() -> std::sync::MutexGuard<'static, HashMap<String, String>> {
-    static WAITING: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
+/// Remediations waiting for an action whose timer this process armed: problem key → action id,
+/// both as 16-byte values (one entry per waiting problem).
+fn waiting() -> std::sync::MutexGuard<'static, HashMap<u128, u128>> {
+    static WAITING: OnceLock<Mutex<HashMap<u128, u128>>> = OnceLock::new();
     WAITING
         .get_or_init(Default::default)
         .lock()
@@ -544,15 +550,16 @@ fn waiting() -> std::sync::MutexGuard<'static, HashMap<String, String>> {
 /// A remediation now waits for `action_id`.
 pub(crate) fn waiting_started(key: &str, action_id: &str) {
     let mut map = waiting();
-    map.insert(key.to_owned(), action_id.to_owned());
+    map.insert(crate::state::pack_key(key), crate::state::id_hash(action_id));
     metrics::gauge!("remediations_waiting").set(map.len() as f64);
 }
 
 /// A remediation no longer waits for `action_id` (any action when `None`).
 pub(crate) fn waiting_ended(key: &str, action_id: Option<&str>) {
     let mut map = waiting();
-    if action_id.is_none() || map.get(key).map(String::as_str) == action_id {
-        map.remove(key);
+    let key = crate::state::pack_key(key);
+    if action_id.is_none() || map.get(&key).copied() == action_id.map(crate::state::id_hash) {
+        map.remove(&key);
     }
     metrics::gauge!("remediations_waiting").set(map.len() as f64);
 }
@@ -563,9 +570,45 @@ pub(crate) struct InFlight;
 impl InFlight {
     pub(crate) fn start() -> InFlight {
         metrics::gauge!("events_in_flight").increment(1.0);
+        HANDLED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         InFlight
     }
 }
+
+/// Events started since the process began (read by [`return_freed_memory`]).
+static HANDLED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Once a burst of events is over (none started for a whole `quiet` period after some did),
+/// hands the memory the allocator freed back to the system. Without this, glibc keeps the
+/// pages of a burst (the queued messages, their decoded forms) mapped, and the resident size
+/// stays at the burst's peak long after the burst.
+pub fn return_freed_memory(quiet: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut last = HANDLED.load(std::sync::atomic::Ordering::Relaxed);
+        let mut busy = false;
+        loop {
+            tokio::time::sleep(quiet).await;
+            let now = HANDLED.load(std::sync::atomic::Ordering::Relaxed);
+            if now != last {
+                (last, busy) = (now, true);
+            } else if busy {
+                busy = false;
+                trim();
+            }
+        }
+    });
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim() {
+    // SAFETY: malloc_trim only walks and releases the allocator's own free memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim() {}
 
 impl Drop for InFlight {
     fn drop(&mut self) {

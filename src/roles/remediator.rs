@@ -18,7 +18,7 @@ use crate::keptn::outgoing::{Link, Outcome};
 use crate::keptn::{ActionFinished, ActionInfo, EventFactory, Meta, ProblemEvent, ProblemState};
 use crate::resources::{Plan, ResourceSource, load_plan};
 use crate::state::{
-    Actions, Claim, Closing, Finish, MAX_RECORD_BYTES, Phase, Record, Store, problem_key,
+    Actions, Cas, Claim, Closing, Finish, MAX_RECORD_BYTES, Phase, Record, Store, problem_key,
     stored_problem,
 };
 use cloudevents::event::AttributesWriter;
@@ -45,8 +45,9 @@ pub struct Remediator {
     skew_ms: std::sync::atomic::AtomicI64,
 }
 
-/// A deadline: (when, problem key, action.triggered id).
-type Timer = (Instant, String, String);
+/// A deadline: (when, problem key packed into 16 bytes, action.triggered id). One per action
+/// started, held until it passes, so it is kept small.
+type Timer = (Instant, u128, Box<str>);
 
 /// How long a failed timeout (the store or the bus was down) waits before it is tried again.
 const TIMEOUT_RETRY: Duration = Duration::from_secs(5);
@@ -171,7 +172,7 @@ impl Remediator {
             // Room is left for the actions and the outcome the record takes on later.
             return self.refuse(meta, ev, size).await;
         }
-        let (mut record, rev) = match self.store.create(&key, &fresh).await? {
+        let (mut record, rev) = match self.store.claim(&key, &fresh).await? {
             Claim::Created(rev) => (fresh, rev),
             Claim::Exists(existing, rev) if existing.opened_by == meta.id => {
                 // The same event again: a redelivery after a crash or a failed ack.
@@ -195,7 +196,7 @@ impl Remediator {
         let plan = load_plan(&self.source, &record.scope, record.git_commit_id.as_deref()).await;
         let file = match plan {
             Ok(Plan::Disabled { shipyard }) => {
-                self.store.delete(&key).await?;
+                self.store.forget(&key).await?;
                 info!(scope = %record.scope, %shipyard, "remediation is not enabled for this stage by the shipyard; nothing sent");
                 return Ok(());
             }
@@ -319,7 +320,7 @@ impl Remediator {
             Phase::Waiting => {
                 // The action may be switching its flags right now: its end (action.finished
                 // or the deadline) finishes the remediation, and the close actions follow it.
-                if self.store.update(key, &record, rev).await?.is_none() {
+                if self.store.update(key, &record, rev).await? == Cas::Conflict {
                     return Ok(false);
                 }
                 info!(problem = %ev.identity(), action = %record.action_label, "problem closed while its action runs; the close actions follow when it ends");
@@ -327,7 +328,7 @@ impl Remediator {
             }
             Phase::Finishing | Phase::Finished => {}
         }
-        let Some(rev) = self.store.update(key, &record, rev).await? else {
+        let Cas::Written(rev) = self.store.update(key, &record, rev).await? else {
             return Ok(false);
         };
         info!(problem = %ev.identity(), scope = %ev.scope, "problem closed; it will be remediated again if it reopens");
@@ -454,7 +455,7 @@ impl Remediator {
             self.store.update(key, &record, rev),
             self.store.link_action(&id, key)
         );
-        if updated?.is_none() {
+        if updated? == Cas::Conflict {
             return Ok(()); // another replica moved this remediation on, or it closed
         }
         linked?;
@@ -474,7 +475,6 @@ impl Remediator {
             record.action_index,
             &action.action,
         );
-        self.out.publish(status).await?;
         let mut triggered = self.events.action_triggered(
             &link,
             &record.scope,
@@ -485,7 +485,8 @@ impl Remediator {
         if let Some(id) = &record.action_triggered_id {
             triggered.set_id(id.clone());
         }
-        self.out.publish(triggered).await
+        // One confirmation wait for both; the order on the bus stays status, then action.
+        self.out.publish_all(vec![status, triggered]).await
     }
 
     async fn resend_action(self: &Arc<Self>, record: &Record) -> anyhow::Result<()> {
@@ -548,7 +549,7 @@ impl Remediator {
     ) -> anyhow::Result<()> {
         record.phase = Phase::Finishing;
         record.finish = Some(Finish { outcome, message });
-        let Some(rev) = self.store.update(key, &record, rev).await? else {
+        let Cas::Written(rev) = self.store.update(key, &record, rev).await? else {
             return Ok(()); // another replica (or a CLOSED) moved this remediation on
         };
         self.complete(key, record, rev).await
@@ -586,7 +587,7 @@ impl Remediator {
                 record.phase = Phase::Finished;
                 record.finish = None;
                 // Lost to a concurrent CLOSED: that one runs the close actions.
-                if self.store.update(key, &record, rev).await?.is_none() {
+                if self.store.update(key, &record, rev).await? == Cas::Conflict {
                     debug!("remediation closed while its end was being sent");
                 }
                 return Ok(());
@@ -614,7 +615,7 @@ impl Remediator {
             self.out.publish(event).await?;
             metrics::counter!("close_actions_total").increment(1);
         }
-        self.store.delete(key).await
+        self.store.forget(key).await
     }
 
     /// Close actions of a record written before actions were kept.
@@ -643,7 +644,11 @@ impl Remediator {
             tokio::spawn(run_timers(self.this.clone(), rx));
             tx
         });
-        let _ = tx.send((Instant::now() + after, key, action_triggered_id));
+        let _ = tx.send((
+            Instant::now() + after,
+            crate::state::pack_key(&key),
+            action_triggered_id.into_boxed_str(),
+        ));
     }
 }
 
@@ -675,6 +680,7 @@ async fn run_timers(this: Weak<Remediator>, mut rx: mpsc::UnboundedReceiver<Time
                 let now = Instant::now();
                 while heap.peek().is_some_and(|Reverse((at, ..))| *at <= now) {
                     let Some(Reverse((_, key, id))) = heap.pop() else { break };
+                    let (key, id) = (crate::state::unpack_key(key), String::from(id));
                     let Some(remediator) = this.upgrade() else { return };
                     tokio::spawn(async move {
                         match remediator.on_timeout(&key, &id).await {

@@ -182,6 +182,7 @@ pub async fn serve(
         out = Arc::new(crate::feedback::Notifying::new(out, n.clone()));
     }
 
+    crate::telemetry::return_freed_memory(Duration::from_secs(2));
     let mut pipeline = build_pipeline(&args, events, out, store, action)?;
     pipeline.notifier = notifier;
     let pipeline = Arc::new(pipeline);

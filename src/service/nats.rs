@@ -239,28 +239,64 @@ impl NatsPublisher {
     }
 }
 
+impl NatsPublisher {
+    /// Sends one event; for JetStream, returns the stream's confirmation still to be awaited.
+    async fn send(
+        &self,
+        event: &Event,
+    ) -> anyhow::Result<Option<(String, jetstream::context::PublishAckFuture)>> {
+        let subject = event.ty().to_owned();
+        let max = self.client.server_info().max_payload;
+        let payload = bytes::Bytes::from(encode_within(event, max)?);
+        let pending = match &self.js {
+            Some(js) => Some(
+                js.publish(subject.clone(), payload)
+                    .await
+                    .with_context(|| format!("publishing {subject}"))?,
+            ),
+            None => {
+                self.client
+                    .publish(subject.clone(), payload)
+                    .await
+                    .with_context(|| format!("publishing {subject}"))?;
+                None
+            }
+        };
+        Ok(pending.map(|ack| (subject, ack)))
+    }
+}
+
+fn sent(subject: &str) {
+    metrics::counter!("events_sent_total", "type" => crate::telemetry::type_label(subject))
+        .increment(1);
+}
+
 impl Publish for NatsPublisher {
     fn publish(&self, event: Event) -> BoxFuture<'_, anyhow::Result<()>> {
         Box::pin(async move {
-            let subject = event.ty().to_owned();
-            let max = self.client.server_info().max_payload;
-            let payload = bytes::Bytes::from(encode_within(&event, max)?);
-            match &self.js {
-                Some(js) => {
-                    js.publish(subject.clone(), payload)
-                        .await
-                        .with_context(|| format!("publishing {subject}"))?
-                        .await
-                        .with_context(|| format!("JetStream did not store {subject}"))?;
-                }
-                None => self
-                    .client
-                    .publish(subject.clone(), payload)
-                    .await
-                    .with_context(|| format!("publishing {subject}"))?,
+            if let Some((subject, ack)) = self.send(&event).await? {
+                ack.await
+                    .with_context(|| format!("JetStream did not store {subject}"))?;
             }
-            metrics::counter!("events_sent_total", "type" => crate::telemetry::type_label(&subject))
-                .increment(1);
+            sent(event.ty());
+            Ok(())
+        })
+    }
+
+    fn publish_all(&self, events: Vec<Event>) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            let mut acks = Vec::with_capacity(events.len());
+            for event in &events {
+                match self.send(event).await? {
+                    Some(pending) => acks.push(pending),
+                    None => sent(event.ty()),
+                }
+            }
+            for (subject, ack) in acks {
+                ack.await
+                    .with_context(|| format!("JetStream did not store {subject}"))?;
+                sent(&subject);
+            }
             Ok(())
         })
     }
