@@ -245,6 +245,8 @@ impl Service {
             .await?;
         let mut sum = 0.0;
         for line in text.lines() {
+            // Every series of the service carries the `unleash_remediation_` prefix.
+            let line = line.strip_prefix("unleash_remediation_").unwrap_or(line);
             let series =
                 line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "));
             if series
@@ -766,11 +768,13 @@ async fn scenario_storm(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // Let remediations finish (bounded: 30 s, more for many problems), then settle and count.
-    let settle = Instant::now() + Duration::from_secs(30.max(problems as u64 / 500));
+    let settle = Instant::now() + Duration::from_secs(30.max(problems as u64 / 100));
     while finished.load(Ordering::Relaxed) < problems as u64 && Instant::now() < settle {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // What stays resident once the burst is over: the service hands freed memory back after
+    // a few quiet seconds.
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let (after, peak) = svc.memory();
     let duplicates = svc
         .metric(&http, "duplicates_total", "")

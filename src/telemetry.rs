@@ -537,33 +537,6 @@ fn register_known_series() {
     let _ = histogram!("unleash_request_duration_seconds");
 }
 
-/// Remediations waiting for an action whose timer this process armed: problem key → action id,
-/// both as 16-byte values (one entry per waiting problem).
-fn waiting() -> std::sync::MutexGuard<'static, HashMap<u128, u128>> {
-    static WAITING: OnceLock<Mutex<HashMap<u128, u128>>> = OnceLock::new();
-    WAITING
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-}
-
-/// A remediation now waits for `action_id`.
-pub(crate) fn waiting_started(key: &str, action_id: &str) {
-    let mut map = waiting();
-    map.insert(crate::state::pack_key(key), crate::state::id_hash(action_id));
-    metrics::gauge!("remediations_waiting").set(map.len() as f64);
-}
-
-/// A remediation no longer waits for `action_id` (any action when `None`).
-pub(crate) fn waiting_ended(key: &str, action_id: Option<&str>) {
-    let mut map = waiting();
-    let key = crate::state::pack_key(key);
-    if action_id.is_none() || map.get(&key).copied() == action_id.map(crate::state::id_hash) {
-        map.remove(&key);
-    }
-    metrics::gauge!("remediations_waiting").set(map.len() as f64);
-}
-
 /// Counts an event being handled until the guard is dropped.
 pub(crate) struct InFlight;
 

@@ -78,7 +78,11 @@ async fn contract(store: &Store) {
         }
         other => panic!("the same event again must see its record, got {other:?}"),
     }
-    match store.claim(&k, &record("open-2", Phase::Starting)).await.unwrap() {
+    match store
+        .claim(&k, &record("open-2", Phase::Starting))
+        .await
+        .unwrap()
+    {
         Claim::Exists(r, _) => assert_eq!(r.opened_by, "open-1"),
         Claim::Taken => {}
         Claim::Created(_) => panic!("a claimed problem must not be claimed twice"),
@@ -104,7 +108,10 @@ async fn contract(store: &Store) {
 
     // Action links, handled ids, pending remediations.
     store.link_action("action-1", &k).await.unwrap();
-    assert_eq!(store.action_owner("action-1").await.unwrap(), Some(k.clone()));
+    assert_eq!(
+        store.action_owner("action-1").await.unwrap(),
+        Some(k.clone())
+    );
     assert_eq!(store.action_owner("never-sent").await.unwrap(), None);
     assert!(!store.handled("event-1").await.unwrap());
     store.remember("event-1").await.unwrap();
@@ -112,7 +119,10 @@ async fn contract(store: &Store) {
     assert!(!store.handled("event-2").await.unwrap());
 
     let k2 = key("P-2");
-    let Claim::Created(r2) = store.claim(&k2, &record("open-3", Phase::Starting)).await.unwrap()
+    let Claim::Created(r2) = store
+        .claim(&k2, &record("open-3", Phase::Starting))
+        .await
+        .unwrap()
     else {
         panic!("another problem is claimed on its own")
     };
@@ -131,7 +141,10 @@ async fn contract(store: &Store) {
     ));
     let k3 = key("P-3");
     assert!(matches!(
-        store.claim(&k3, &record("open-4", Phase::Starting)).await.unwrap(),
+        store
+            .claim(&k3, &record("open-4", Phase::Starting))
+            .await
+            .unwrap(),
         Claim::Created(_)
     ));
     let mut pending: Vec<String> = store
@@ -147,13 +160,19 @@ async fn contract(store: &Store) {
     pending.sort();
     let mut expected = vec![k.clone(), k2.clone()];
     expected.sort();
-    assert_eq!(pending, expected, "waiting and finishing ones, not starting ones");
+    assert_eq!(
+        pending, expected,
+        "waiting and finishing ones, not starting ones"
+    );
 
     // Forgetting a problem frees it for a new remediation.
     store.forget(&k).await.unwrap();
     assert!(store.get(&k).await.unwrap().is_none());
     assert!(matches!(
-        store.claim(&k, &record("open-5", Phase::Starting)).await.unwrap(),
+        store
+            .claim(&k, &record("open-5", Phase::Starting))
+            .await
+            .unwrap(),
         Claim::Created(_)
     ));
 }

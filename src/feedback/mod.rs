@@ -280,11 +280,7 @@ impl Publish for Notifying {
 
     fn publish_all(&self, events: Vec<Event>) -> BoxFuture<'_, anyhow::Result<()>> {
         Box::pin(async move {
-            let copies: Vec<Event> = events
-                .iter()
-                .filter(|e| is_step(e.ty()))
-                .cloned()
-                .collect();
+            let copies: Vec<Event> = events.iter().filter(|e| is_step(e.ty())).cloned().collect();
             self.inner.publish_all(events).await?;
             for copy in &copies {
                 self.notifier.observe(copy);

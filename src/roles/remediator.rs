@@ -23,11 +23,10 @@ use crate::state::{
 };
 use cloudevents::event::AttributesWriter;
 use serde_json::Value;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -37,17 +36,43 @@ pub struct Remediator {
     store: Store,
     action_timeout: Duration,
     out: Arc<dyn Publish>,
-    /// One task keeps every action deadline of this process (not a task per action).
-    timers: Mutex<Option<mpsc::UnboundedSender<Timer>>>,
+    /// Every action deadline of this process, kept by one task (not a task per action).
+    deadlines: Arc<Timers>,
     this: Weak<Remediator>,
     /// Shifts this process's wall clock in tests, to play a replica whose clock is off.
     #[cfg(test)]
     skew_ms: std::sync::atomic::AtomicI64,
 }
 
-/// A deadline: (when, problem key packed into 16 bytes, action.triggered id). One per action
-/// started, held until it passes, so it is kept small.
-type Timer = (Instant, u128, Box<str>);
+/// The action deadlines armed in this process: at most one per problem (the problem key packed
+/// into 16 bytes), removed when its action ends here, so what is held is one small entry per
+/// remediation actually waiting.
+#[derive(Default)]
+struct Timers {
+    deadlines: Mutex<Deadlines>,
+    /// Wakes the deadline task when a deadline is armed.
+    rearmed: Notify,
+}
+
+#[derive(Default)]
+struct Deadlines {
+    /// (when, problem) → the action.triggered id it waits for.
+    by_time: BTreeMap<(Instant, u128), Box<str>>,
+    by_problem: HashMap<u128, Instant>,
+    task_started: bool,
+}
+
+impl Deadlines {
+    fn remove(&mut self, problem: u128) {
+        if let Some(at) = self.by_problem.remove(&problem) {
+            self.by_time.remove(&(at, problem));
+        }
+    }
+
+    fn gauge(&self) {
+        metrics::gauge!("remediations_waiting").set(self.by_problem.len() as f64);
+    }
+}
 
 /// How long a failed timeout (the store or the bus was down) waits before it is tried again.
 const TIMEOUT_RETRY: Duration = Duration::from_secs(5);
@@ -82,7 +107,7 @@ impl Remediator {
             store,
             action_timeout,
             out,
-            timers: Mutex::new(None),
+            deadlines: Default::default(),
             this: this.clone(),
             #[cfg(test)]
             skew_ms: Default::default(),
@@ -581,7 +606,7 @@ impl Remediator {
             metrics::counter!("remediations_total", "result" => result).increment(1);
             metrics::histogram!("remediation_duration_seconds")
                 .record((self.now_ms() - record.started_ms).max(0) as f64 / 1000.0);
-            crate::telemetry::waiting_ended(key, None);
+            self.disarm(key);
             info!(scope = %record.scope, shkeptncontext = %record.keptn_context, result, detail = %finish.message, "remediation finished");
             if record.closing.is_none() {
                 record.phase = Phase::Finished;
@@ -635,20 +660,30 @@ impl Remediator {
         }
     }
 
-    /// Arms a timeout `after` from now on the one timer task of this process.
+    /// Arms a timeout `after` from now on the one deadline task of this process, in place of
+    /// any deadline the problem had.
     fn arm_timer(&self, key: String, action_triggered_id: String, after: Duration) {
-        crate::telemetry::waiting_started(&key, &action_triggered_id);
-        let mut timers = self.timers.lock().expect("timer lock");
-        let tx = timers.get_or_insert_with(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(run_timers(self.this.clone(), rx));
-            tx
-        });
-        let _ = tx.send((
-            Instant::now() + after,
-            crate::state::pack_key(&key),
-            action_triggered_id.into_boxed_str(),
-        ));
+        let problem = crate::state::pack_key(&key);
+        let at = Instant::now() + after;
+        let mut deadlines = self.deadlines.deadlines.lock().expect("deadline lock");
+        deadlines.remove(problem);
+        deadlines.by_problem.insert(problem, at);
+        deadlines
+            .by_time
+            .insert((at, problem), action_triggered_id.into_boxed_str());
+        deadlines.gauge();
+        if !std::mem::replace(&mut deadlines.task_started, true) {
+            tokio::spawn(run_deadlines(self.deadlines.clone(), self.this.clone()));
+        }
+        drop(deadlines);
+        self.deadlines.rearmed.notify_one();
+    }
+
+    /// The problem no longer waits for an action here.
+    fn disarm(&self, key: &str) {
+        let mut deadlines = self.deadlines.deadlines.lock().expect("deadline lock");
+        deadlines.remove(crate::state::pack_key(key));
+        deadlines.gauge();
     }
 }
 
@@ -666,33 +701,48 @@ fn closed_problem(problem: &Value) -> Value {
     closed
 }
 
-/// The timer task: a heap of deadlines, each handled in a task of its own when it passes.
-async fn run_timers(this: Weak<Remediator>, mut rx: mpsc::UnboundedReceiver<Timer>) {
-    let mut heap: BinaryHeap<Reverse<Timer>> = BinaryHeap::new();
+/// The deadline task: sleeps until the earliest deadline (or until an earlier one is armed),
+/// and handles each one that passed in a task of its own.
+async fn run_deadlines(timers: Arc<Timers>, this: Weak<Remediator>) {
+    // Looked at now and then even when nothing is due, to end once the remediator is gone.
+    const IDLE: Duration = Duration::from_secs(60);
     loop {
-        let next = heap.peek().map(|Reverse((at, ..))| *at);
+        let next = {
+            let d = timers.deadlines.lock().expect("deadline lock");
+            d.by_time.keys().next().map(|(at, _)| *at)
+        };
+        let wake = next.unwrap_or_else(|| Instant::now() + IDLE);
         tokio::select! {
-            armed = rx.recv() => match armed {
-                Some(timer) => heap.push(Reverse(timer)),
-                None => return,
-            },
-            _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
-                let now = Instant::now();
-                while heap.peek().is_some_and(|Reverse((at, ..))| *at <= now) {
-                    let Some(Reverse((_, key, id))) = heap.pop() else { break };
-                    let (key, id) = (crate::state::unpack_key(key), String::from(id));
-                    let Some(remediator) = this.upgrade() else { return };
-                    tokio::spawn(async move {
-                        match remediator.on_timeout(&key, &id).await {
-                            Ok(()) => crate::telemetry::waiting_ended(&key, Some(&id)),
-                            Err(e) => {
-                                warn!(error = %format!("{e:#}"), "handling an action timeout failed; trying again");
-                                remediator.arm_timer(key, id, TIMEOUT_RETRY);
-                            }
-                        }
-                    });
+            _ = timers.rearmed.notified() => continue,
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+        let Some(remediator) = this.upgrade() else {
+            return;
+        };
+        let now = Instant::now();
+        let due: Vec<(u128, Box<str>)> = {
+            let mut d = timers.deadlines.lock().expect("deadline lock");
+            let mut due = Vec::new();
+            while let Some(entry) = d.by_time.first_entry() {
+                if entry.key().0 > now {
+                    break;
                 }
+                let ((_, problem), id) = entry.remove_entry();
+                d.by_problem.remove(&problem);
+                due.push((problem, id));
             }
+            d.gauge();
+            due
+        };
+        for (problem, id) in due {
+            let remediator = remediator.clone();
+            let (key, id) = (crate::state::unpack_key(problem), String::from(id));
+            tokio::spawn(async move {
+                if let Err(e) = remediator.on_timeout(&key, &id).await {
+                    warn!(error = %format!("{e:#}"), "handling an action timeout failed; trying again");
+                    remediator.arm_timer(key, id, TIMEOUT_RETRY);
+                }
+            });
         }
     }
 }

@@ -227,9 +227,9 @@ impl KvStore {
     ) -> anyhow::Result<Cas> {
         match self.bucket.update(key, encode(record), revision).await {
             Ok(rev) => {
-                // An action that is no longer awaited needs no way back to its problem here;
-                // the bucket keeps the link for other replicas until it expires.
-                if record.phase != Phase::Waiting
+                // A finished remediation's action needs no way back to its problem here; the
+                // bucket keeps the link for late redeliveries until it expires.
+                if record.phase == Phase::Finished
                     && let Some(id) = &record.action_triggered_id
                 {
                     self.known.unlink(id);
@@ -283,7 +283,13 @@ impl KvStore {
 
     pub(super) async fn handled(&self, event_id: &str) -> anyhow::Result<bool> {
         let id = id_hash(event_id);
-        if self.known.seen.lock().expect("state cache lock").contains(id) {
+        if self
+            .known
+            .seen
+            .lock()
+            .expect("state cache lock")
+            .contains(id)
+        {
             return Ok(true);
         }
         let found = self

@@ -12,11 +12,11 @@
 
 use super::{Actions, Cas, Claim, Phase, Record, Seen, id_hash, pack_key};
 use serde_json::Value;
+use sha2::Digest;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use sha2::Digest;
 
 /// The most records the in-memory store keeps.
 pub const MEMORY_RECORDS: usize = 100_000;
@@ -104,7 +104,13 @@ fn rename(value: Value, long_to_short: bool) -> Value {
         .map(|(k, v)| {
             let name = SHORT
                 .iter()
-                .find(|(long, short)| if long_to_short { *long == k } else { *short == k })
+                .find(|(long, short)| {
+                    if long_to_short {
+                        *long == k
+                    } else {
+                        *short == k
+                    }
+                })
                 .map(|(long, short)| if long_to_short { *short } else { *long });
             (name.map(str::to_owned).unwrap_or(k), v)
         })
@@ -202,7 +208,8 @@ impl MemoryStore {
                     *bytes -= e.bytes.len();
                 }
             }
-            metrics::counter!("state_evictions_total").increment(finished.len().min(MEMORY_RECORDS / 10) as u64);
+            metrics::counter!("state_evictions_total")
+                .increment(finished.len().min(MEMORY_RECORDS / 10) as u64);
         }
         if full(entries, *bytes) {
             anyhow::bail!(
@@ -246,8 +253,9 @@ impl MemoryStore {
                 let fresh = Entry::new(record, rev, now, interned);
                 *bytes = *bytes + fresh.bytes.len() - entry.bytes.len();
                 *entry = fresh;
-                // An action that is no longer awaited needs no way back to its problem.
-                if record.phase != Phase::Waiting
+                // A finished remediation's action needs no way back to its problem (until then
+                // a redelivered action.finished still finds it).
+                if record.phase == Phase::Finished
                     && let Some(id) = &record.action_triggered_id
                 {
                     links.remove(&id_hash(id));
@@ -262,6 +270,9 @@ impl MemoryStore {
         let mut inner = self.lock();
         if let Some(e) = inner.entries.remove(&pack_key(key)) {
             inner.bytes -= e.bytes.len();
+            if let Some(id) = e.record().and_then(|r| r.action_triggered_id) {
+                inner.links.remove(&id_hash(&id));
+            }
         }
     }
 
