@@ -16,6 +16,7 @@
 //! - [`commands`]: what the `validate` and `resolve` subcommands do.
 //! - [`service`]: the running service — NATS consumers and publisher, HTTP endpoints, event routing.
 //! - [`telemetry`]: logs and the Prometheus recorder.
+//! - [`failpoint`]: crash points the durability tests set through the environment.
 //! - [`redact`]: configured secrets scrubbed from events and logs; control characters escaped in the text log.
 //! - [`testkit`]: starts real nats-server, PostgreSQL, Unleash, Prometheus, Alertmanager and the sample application for tests, the demo and benchmarks.
 //!
@@ -36,6 +37,7 @@
 pub mod bus;
 pub mod commands;
 pub mod config;
+pub mod failpoint;
 pub mod feedback;
 pub mod keptn;
 pub mod monitoring;

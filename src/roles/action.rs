@@ -74,6 +74,7 @@ impl ActionRole {
             .await?;
 
         let (outcome, message, report) = self.run(ev, dry_run).await;
+        crate::failpoint::point("after-toggle");
         tracing::info!(
             shkeptncontext = %link.keptn_context,
             event_id = %meta.id,

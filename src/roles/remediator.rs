@@ -198,7 +198,10 @@ impl Remediator {
             return self.refuse(meta, ev, size).await;
         }
         let (mut record, rev) = match self.store.claim(&key, &fresh).await? {
-            Claim::Created(rev) => (fresh, rev),
+            Claim::Created(rev) => {
+                crate::failpoint::point("after-claim");
+                (fresh, rev)
+            }
             Claim::Exists(existing, rev) if existing.opened_by == meta.id => {
                 // The same event again: a redelivery after a crash or a failed ack.
                 match existing.phase {
@@ -259,6 +262,7 @@ impl Remediator {
         record.actions = Some(actions);
         self.publish_triggered(meta, &record, &ev.problem.as_value())
             .await?;
+        crate::failpoint::point("after-triggered");
         match record.action(0) {
             Some(action) => self.start_action(&key, record, rev, 0, action).await,
             None => {
@@ -486,7 +490,9 @@ impl Remediator {
         linked?;
         // The timer runs on this process's monotonic clock, whatever the wall clock says.
         self.arm_timer(key.to_owned(), id, self.action_timeout);
-        self.publish_action(&record, &action).await
+        self.publish_action(&record, &action).await?;
+        crate::failpoint::point("after-action-triggered");
+        Ok(())
     }
 
     /// Sends status.changed and action.triggered for the record's current action (again, with
@@ -597,6 +603,7 @@ impl Remediator {
                 &finish.message,
             );
             event.set_id(derived_id(&[&record.remediation_triggered_id, "finished"]));
+            crate::failpoint::point("before-finish");
             self.out.publish(event).await?;
             let result = match finish.outcome {
                 Outcome::Pass => "pass",

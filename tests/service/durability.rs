@@ -197,3 +197,106 @@ async fn action_timeout_survives_a_restart() {
         second.log()
     );
 }
+
+/// The steps of a remediation at which the process is stopped dead (`src/failpoint.rs`).
+const CRASH_POINTS: [&str; 5] = [
+    "after-claim",
+    "after-triggered",
+    "after-action-triggered",
+    "after-toggle",
+    "before-finish",
+];
+
+/// How often Unleash recorded `flag` switched on in `production`: its own event log, which
+/// records a change only when the state changed.
+async fn times_switched_on(u: &unleash_remediation_service::testkit::unleash::UnleashServer, flag: &str) -> usize {
+    let body: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/admin/events/{flag}", u.base_url()))
+        .header("Authorization", u.admin_token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no event list from Unleash: {body}"))
+        .iter()
+        .filter(|e| e["type"] == "feature-environment-enabled" && e["environment"] == "production")
+        .count()
+}
+
+/// The process dies at each step of a JetStream remediation in turn, with a real Unleash; the
+/// next process finishes it: exactly one switch of the flag and one `remediation.finished`.
+#[tokio::test]
+async fn a_crash_at_any_step_ends_in_one_switch_and_one_finished_remediation() {
+    use crate::unleash_flows::{create_flag, unleash, unleash_env};
+    let u = unleash();
+    let nats = NatsServer::start().unwrap();
+    let bus = Bus::connect(&nats.url()).await;
+    for (i, point) in CRASH_POINTS.iter().enumerate() {
+        let flag = format!("Crash{i}{}", uuid::Uuid::new_v4().simple());
+        create_flag(&flag).await;
+        let yaml = TOGGLE.replace("EnableStaticContent", &flag);
+        let dir = resource_dir(Some(&yaml), None);
+        let mut env = unleash_env(u);
+        env.extend([
+            ("NATS_URL", nats.url()),
+            ("NATS_MODE", "jetstream".to_owned()),
+            ("ACK_WAIT", "2s".to_owned()),
+            ("RESOURCE_DIR", dir.path().display().to_string()),
+        ]);
+        let mut crashing = env.clone();
+        crashing.push(("UNLEASH_REMEDIATION_FAILPOINT", point.to_string()));
+        let mut first = Service::spawn(&crashing);
+        first.wait_ready().await;
+        let problem = format!("crash-{i}");
+        let open = problem_open("Failure rate increase", &problem);
+        let ctx = open["shkeptncontext"].clone();
+        bus.publish(&open).await;
+        let status = first.wait_exit(Duration::from_secs(20)).await;
+        assert!(
+            status.is_some_and(|s| !s.success()),
+            "{point}: the process did not stop at its crash point ({status:?}); log:\n{}",
+            first.log()
+        );
+        assert!(
+            first.log().contains(&format!("failpoint {point} reached")),
+            "{point}: {}",
+            first.log()
+        );
+
+        let mut second = Service::spawn(&env);
+        second.wait_ready().await;
+        let of = |ty: &str| {
+            bus.of_type(ty)
+                .into_iter()
+                .filter(|e| e["shkeptncontext"] == ctx)
+                .collect::<Vec<_>>()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while of("sh.keptn.event.remediation.finished").is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{point}: no remediation.finished after the restart; log:\n{}",
+                second.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Redeliveries settle (ACK_WAIT is 2 s): nothing more may come.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let finished = of("sh.keptn.event.remediation.finished");
+        assert_eq!(finished.len(), 1, "{point}: {finished:?}");
+        assert_eq!(finished[0]["data"]["result"], "pass", "{point}: {}", finished[0]);
+        assert_eq!(
+            times_switched_on(u, &flag).await,
+            1,
+            "{point}: the flag is switched exactly once"
+        );
+        u.wait_client_flag(&flag, "production", true, Duration::from_secs(5))
+            .await
+            .unwrap();
+        second.terminate();
+    }
+}
