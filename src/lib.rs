@@ -17,7 +17,10 @@
 //! - [`service`]: the running service — NATS consumers and publisher, HTTP endpoints, event routing.
 //! - [`telemetry`]: logs and the Prometheus recorder.
 //! - [`redact`]: configured secrets scrubbed from events and logs; control characters escaped in the text log.
-//! - [`testkit`]: starts real nats-server, PostgreSQL, Unleash, Prometheus, Alertmanager and the sample application for tests, the demo and benchmarks.
+//!
+//! Not in this crate: the test kit (`crates/testkit`: real nats-server, PostgreSQL, Unleash,
+//! Prometheus, Alertmanager, the sample application and the service as a process, for the tests,
+//! the demo and the load generator) and the load generator (`crates/loadgen`).
 //!
 //! # An event's path
 //! [`service::nats`] or [`service::http`] (a monitoring webhook first goes through [`monitoring`])
@@ -45,5 +48,4 @@ pub mod roles;
 pub mod service;
 pub mod state;
 pub mod telemetry;
-pub mod testkit;
 pub mod unleash;

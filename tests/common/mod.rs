@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use unleash_remediation_service::testkit::free_port;
+use testkit::free_port;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_unleash-remediation-service");
 
@@ -248,14 +248,14 @@ pub fn problem_open(title: &str, problem_id: &str) -> Value {
 /// What most service tests start from: a nats-server, a resource directory and a bus that
 /// records every event.
 pub struct Fixture {
-    pub nats: unleash_remediation_service::testkit::nats::NatsServer,
+    pub nats: testkit::nats::NatsServer,
     pub dir: tempfile::TempDir,
     pub bus: Bus,
 }
 
 impl Fixture {
     pub async fn new(remediation: Option<&str>, shipyard: Option<&str>) -> Fixture {
-        let nats = unleash_remediation_service::testkit::nats::NatsServer::start()
+        let nats = testkit::nats::NatsServer::start()
             .expect("nats-server (apt-get install -y nats-server)");
         let bus = Bus::connect(&nats.url()).await;
         Fixture {

@@ -4,7 +4,7 @@
 use crate::common::{Bus, Service, problem_open, resource_dir};
 use serde_json::json;
 use std::time::Duration;
-use unleash_remediation_service::testkit::nats::NatsServer;
+use testkit::nats::NatsServer;
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

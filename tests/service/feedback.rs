@@ -6,8 +6,8 @@ use crate::common::{Bus, Fixture, Service, problem_open, vector};
 use crate::unleash_flows::{create_flag, unleash, unleash_env};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use unleash_remediation_service::testkit::free_port;
-use unleash_remediation_service::testkit::nats::NatsServer;
+use testkit::free_port;
+use testkit::nats::NatsServer;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 

@@ -6,7 +6,7 @@ use crate::common::{Bus, Fixture, problem_open};
 use crate::outcomes::{FOREIGN, spawn_responder};
 use serde_json::{Value, json};
 use std::time::Duration;
-use unleash_remediation_service::testkit::nats::NatsServer;
+use testkit::nats::NatsServer;
 
 /// An `action.triggered` for the toggle-feature provider with `value` and `labels`.
 pub fn toggle_triggered(value: Value, labels: Value) -> Value {

@@ -4,7 +4,7 @@ use crate::common::{Bus, Service, renotified, vector};
 use crate::unleash_flows::{create_flag, unleash, unleash_env};
 use serde_json::{Value, json};
 use std::time::Duration;
-use unleash_remediation_service::testkit::nats::NatsServer;
+use testkit::nats::NatsServer;
 
 fn replies_to<'a>(events: &'a [Value], id: &Value) -> Vec<&'a Value> {
     events.iter().filter(|e| e["triggeredid"] == *id).collect()

@@ -4,7 +4,7 @@
 use crate::common::{Bus, Fixture, Service, problem_open, renotified, resource_dir};
 use serde_json::{Value, json};
 use std::time::Duration;
-use unleash_remediation_service::testkit::nats::NatsServer;
+use testkit::nats::NatsServer;
 
 pub const FOREIGN: &str = r#"apiVersion: spec.keptn.sh/0.1.4
 kind: Remediation

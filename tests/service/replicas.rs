@@ -5,7 +5,7 @@ use crate::common::{Service, resource_dir};
 use crate::outcomes::FOREIGN;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use unleash_remediation_service::testkit::free_port;
+use testkit::free_port;
 
 /// A nats-server without JetStream, killed on drop.
 struct CoreNats(Child, u16);

@@ -3,8 +3,8 @@
 use crate::common::{Bus, Service, closing, problem_open, renotified, resource_dir, vector};
 use serde_json::Value;
 use std::time::Duration;
-use unleash_remediation_service::testkit::nats::NatsServer;
-use unleash_remediation_service::testkit::unleash::{UnleashServer, UnleashVersion};
+use testkit::nats::NatsServer;
+use testkit::unleash::{UnleashServer, UnleashVersion};
 use unleash_remediation_service::unleash::UnleashClient;
 
 pub fn unleash() -> &'static UnleashServer {

@@ -3,10 +3,10 @@
 //! test kit and stopped at the end.
 //!
 //! ```text
-//! cargo build --release --examples --bins
-//! target/release/examples/loadgen all            # every scenario, Markdown table on stdout
-//! target/release/examples/loadgen e2e|overhead|storm|get-action|startup [--n N]
-//! target/release/examples/loadgen problems [--n 50000]   # RSS after N distinct problems
+//! cargo build --release -p unleash-remediation-service -p loadgen --bins
+//! target/release/loadgen all            # every scenario, Markdown table on stdout
+//! target/release/loadgen e2e|overhead|storm|get-action|startup [--n N]
+//! target/release/loadgen problems [--n 50000]   # RSS after N distinct problems
 //! ```
 //!
 //! Scenarios (see BENCHMARKS.md):
@@ -30,10 +30,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use testkit::nats::NatsServer;
+use testkit::unleash::{UnleashServer, UnleashVersion};
+use testkit::{free_port, repo_root};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use unleash_remediation_service::testkit::nats::NatsServer;
-use unleash_remediation_service::testkit::unleash::{UnleashServer, UnleashVersion};
-use unleash_remediation_service::testkit::{free_port, repo_root};
 use unleash_remediation_service::unleash::UnleashClient;
 
 const STAGE: &str = "production";

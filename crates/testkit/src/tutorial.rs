@@ -16,9 +16,6 @@ use super::nats::NatsServer;
 use super::prometheus::{Alertmanager, Prometheus, ScrapeJob};
 use super::sample_app::{Page, SampleApp};
 use super::unleash::{UnleashServer, UnleashVersion};
-use crate::config::Secret;
-use crate::keptn::types;
-use crate::unleash::{UnleashClient, UnleashConfig};
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use serde_json::Value;
@@ -27,6 +24,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use unleash_remediation_service::config::Secret;
+use unleash_remediation_service::keptn::types;
+use unleash_remediation_service::unleash::{UnleashClient, UnleashConfig};
 
 pub const FLAG: &str = "EnableStaticContent";
 /// The alert's stage, and so the Unleash environment the service switches.

@@ -18,9 +18,15 @@ pub fn free_port() -> u16 {
         .expect("bind 127.0.0.1:0")
 }
 
-/// The repository root (where `Cargo.toml` is), for finding committed files.
+/// The repository root (the workspace's `Cargo.toml`, two levels above this crate), for finding
+/// committed files.
 pub fn repo_root() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    crate_dir
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("crates/testkit lies two levels below the repository root")
+        .to_path_buf()
 }
 
 /// A minimal blocking HTTP/1.0 GET on 127.0.0.1 (no async runtime needed while starting).
