@@ -3,11 +3,11 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use testkit::free_port;
+use testkit::ServiceProcess;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_unleash-remediation-service");
 
@@ -21,51 +21,40 @@ pub fn vector(rel: &str) -> Value {
     serde_json::from_str(&text).expect("vector is JSON")
 }
 
-/// The service binary, running with `env`, killed on drop. Its log goes to a file that is
-/// printed when a wait fails.
+/// The service binary ([`testkit::ServiceProcess`]), running with `env` after the defaults
+/// below, killed on drop. Every failure panics with its log.
 pub struct Service {
-    child: Option<Child>,
+    process: ServiceProcess,
     pub http: String,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
 }
 
 impl Service {
     pub fn spawn(env: &[(&str, String)]) -> Service {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let log = dir.path().join("service.log");
-        let port = free_port();
-        let mut cmd = Command::new(BIN);
-        cmd.arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "info,unleash_remediation_service=debug")
-            .env("SHUTDOWN_GRACE", "5s")
+        let defaults = [
+            ("RUST_LOG", "info,unleash_remediation_service=debug"),
+            ("SHUTDOWN_GRACE", "5s"),
             // Tests that switch flags pass their own Unleash; the others never reach this one.
-            .env("UNLEASH_SERVER_URL", "http://127.0.0.1:9/api")
-            .env("UNLEASH_TOKEN", "not-used-by-this-test")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"));
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("spawning the service binary");
+            ("UNLEASH_SERVER_URL", "http://127.0.0.1:9/api"),
+            ("UNLEASH_TOKEN", "not-used-by-this-test"),
+        ];
+        let env = defaults
+            .iter()
+            .map(|(k, v)| (*k, (*v).to_owned()))
+            .chain(env.iter().map(|(k, v)| (*k, v.clone())));
+        let process = ServiceProcess::spawn(BIN, env).expect("spawning the service binary");
         Service {
-            child: Some(child),
-            http: format!("http://127.0.0.1:{port}"),
-            log,
-            _dir: dir,
+            http: process.http().to_owned(),
+            process,
         }
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log()
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
+        assert_ne!(self.process.pid(), 0, "running");
+        self.process.pid()
     }
 
     /// GET a path; (status, body).
@@ -81,57 +70,24 @@ impl Service {
 
     /// Waits until /ready answers 200.
     pub async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!(
-                    "service exited ({status}) before it was ready; log:\n{}",
-                    self.log()
-                );
-            }
-            if self.get("/ready").await.0 == 200 {
-                return;
-            }
-            if Instant::now() > deadline {
-                panic!("service not ready within 20 s; log:\n{}", self.log());
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+        if let Err(e) = self
+            .process
+            .wait_ready(Duration::from_secs(20), Duration::from_millis(25))
+            .await
+        {
+            panic!("{e:#}");
         }
     }
 
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.process.kill9();
     }
 
     /// SIGTERM, then the exit status (killed after 15 s).
     pub fn terminate(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("running");
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!(
-                    "service did not stop within 15 s of SIGTERM; log:\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        self.kill9();
+        self.process
+            .terminate(Duration::from_secs(15))
+            .unwrap_or_else(|e| panic!("{e:#}"))
     }
 }
 

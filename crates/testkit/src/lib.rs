@@ -1,14 +1,18 @@
 //! Real processes for tests, the tutorial demo and benchmarks: a `nats-server` with JetStream,
 //! a private PostgreSQL cluster, an Unleash server from npm, Prometheus with Alertmanager and
 //! the tutorial's sample application, each on free loopback ports and stopped when its handle
-//! is dropped; and the whole tutorial with all of them ([`tutorial`]).
+//! is dropped; the service binary itself as a process ([`ServiceProcess`]); and the whole
+//! tutorial with all of them ([`tutorial`]).
 
 pub mod nats;
 pub mod postgres;
 pub mod prometheus;
 pub mod sample_app;
+pub mod service;
 pub mod tutorial;
 pub mod unleash;
+
+pub use service::ServiceProcess;
 
 /// A free TCP port on 127.0.0.1 (bound, then released).
 pub fn free_port() -> u16 {
