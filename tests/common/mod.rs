@@ -1,13 +1,18 @@
-//! Shared helpers for the service tests: the service binary as a real process, a NATS
-//! listener that records every Keptn event, and resource directories.
+//! The helpers of the test binaries that include it: the service binary as a real process, a
+//! NATS listener that records every Keptn event, resource directories and events, a stand-in for
+//! another Keptn provider, the shared real Unleash servers and stub HTTP servers.
 #![allow(dead_code)]
 
 use serde_json::Value;
+use serde_json::json;
 use std::path::Path;
 use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use testkit::ServiceProcess;
+use testkit::unleash::{UnleashServer, UnleashVersion};
+use unleash_remediation_service::unleash::UnleashClient;
+use wiremock::{MockServer, Request};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_unleash-remediation-service");
 
@@ -253,4 +258,180 @@ pub fn closing(open: &Value, state: &str) -> Value {
     closed["type"] = serde_json::json!("sh.keptn.events.problem");
     closed["data"]["State"] = serde_json::json!(state);
     closed
+}
+
+// Other Keptn providers on the bus
+
+/// A remediation file whose actions (`escalate`) no one in the service handles: the test answers
+/// them itself with [`spawn_responder`].
+pub const FOREIGN: &str = r#"apiVersion: spec.keptn.sh/0.1.4
+kind: Remediation
+metadata:
+  name: outcomes
+spec:
+  remediations:
+    - problemType: Pass me
+      actionsOnOpen:
+        - name: call the on-call
+          action: escalate
+          value: {answer: pass}
+    - problemType: Fail me
+      actionsOnOpen:
+        - name: first try
+          action: escalate
+          value: {answer: fail}
+        - name: second try
+          action: escalate
+          value: {answer: fail}
+    - problemType: Fail then pass
+      actionsOnOpen:
+        - name: first try
+          action: escalate
+          value: {answer: fail}
+        - name: second try
+          action: escalate
+          value: {answer: pass}
+    - problemType: Nobody answers
+      actionsOnOpen:
+        - name: lonely
+          action: nobody-handles-this
+"#;
+
+/// Answers every `escalate` action.triggered with started + finished as `value.answer` says.
+pub fn spawn_responder(bus: &Bus) {
+    let client = bus.client.clone();
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        let mut sub = client
+            .subscribe("sh.keptn.event.action.triggered")
+            .await
+            .unwrap();
+        while let Some(msg) = sub.next().await {
+            let Ok(ev) = serde_json::from_slice::<Value>(&msg.payload) else {
+                continue;
+            };
+            if ev["data"]["action"]["action"] != "escalate" {
+                continue;
+            }
+            let pass = ev["data"]["action"]["value"]["answer"] == "pass";
+            for (ty, data) in [
+                ("sh.keptn.event.action.started", json!({})),
+                (
+                    "sh.keptn.event.action.finished",
+                    json!({"status": if pass {"succeeded"} else {"errored"},
+                           "result": if pass {"pass"} else {"fail"},
+                           "message": if pass {"paged"} else {"pager is down"}}),
+                ),
+            ] {
+                let mut data = data;
+                for k in ["project", "stage", "service"] {
+                    data[k] = ev["data"][k].clone();
+                }
+                let reply = json!({
+                    "specversion": "1.0", "id": uuid::Uuid::new_v4().to_string(),
+                    "source": "test-responder", "type": ty,
+                    "shkeptncontext": ev["shkeptncontext"], "triggeredid": ev["id"],
+                    "datacontenttype": "application/json", "data": data
+                });
+                client
+                    .publish(ty, serde_json::to_vec(&reply).unwrap().into())
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+}
+
+/// An `action.triggered` for the toggle-feature provider with `value` and `labels`.
+pub fn toggle_triggered(value: Value, labels: Value) -> Value {
+    json!({
+        "specversion": "1.0",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "source": "test",
+        "type": "sh.keptn.event.action.triggered",
+        "shkeptncontext": uuid::Uuid::new_v4().to_string(),
+        "datacontenttype": "application/json",
+        "data": {
+            "project": "website", "stage": "production", "service": "front-end",
+            "labels": labels,
+            "action": {"name": "switch", "action": "toggle-feature", "value": value},
+            "problem": {"ProblemTitle": "t"}
+        }
+    })
+}
+
+/// The sum of the series of metric `name` whose line contains `filter` (pre-registered series
+/// are there with 0 from the start).
+pub fn metric_sum(metrics: &str, name: &str, filter: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains(name) && l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+// The shared real Unleash servers
+
+/// The Unleash 7.5.1 this test binary shares (started on first use).
+pub fn unleash() -> &'static UnleashServer {
+    unleash_of(UnleashVersion::V7)
+}
+
+/// The Unleash of `version` this test binary shares (started on first use).
+pub fn unleash_of(version: UnleashVersion) -> &'static UnleashServer {
+    UnleashServer::shared(version).unwrap_or_else(|e| {
+        panic!(
+            "real Unleash {} (see the error for how to install it): {e:#}",
+            version.npm_version()
+        )
+    })
+}
+
+/// A new flag in the shared Unleash 7.5.1.
+pub async fn create_flag(name: &str) {
+    create_flag_in(unleash(), name).await;
+}
+
+pub async fn create_flag_in(u: &UnleashServer, name: &str) {
+    let client = UnleashClient::new(u.admin_config()).unwrap();
+    client.create_flag(name).await.unwrap();
+}
+
+/// The service's settings for Unleash `u`.
+pub fn unleash_env(u: &UnleashServer) -> Vec<(&'static str, String)> {
+    vec![
+        ("UNLEASH_SERVER_URL", u.base_url()),
+        ("UNLEASH_TOKEN", u.admin_token().to_owned()),
+    ]
+}
+
+// Stub HTTP servers (wiremock)
+
+/// Waits until the stub `server` received `count` requests; returns them. Panics with what it
+/// received after `within`.
+pub async fn wait_requests(server: &MockServer, count: usize, within: Duration) -> Vec<Request> {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = server.received_requests().await.unwrap_or_default();
+        if got.len() >= count {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected {count} requests within {within:?}, got {}: {:#?}",
+            got.len(),
+            got.iter()
+                .map(|r| (
+                    r.url.path().to_owned(),
+                    String::from_utf8_lossy(&r.body).into_owned()
+                ))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A request's JSON body.
+pub fn body(r: &Request) -> Value {
+    serde_json::from_slice(&r.body).expect("JSON body")
 }

@@ -158,7 +158,7 @@ async fn sigterm_finishes_the_action_in_flight_and_a_restart_completes_the_remed
 
 #[tokio::test]
 async fn action_timeout_survives_a_restart() {
-    let fx = crate::common::Fixture::new(Some(crate::outcomes::FOREIGN), None).await;
+    let fx = crate::common::Fixture::new(Some(crate::common::FOREIGN), None).await;
     let env = fx.env(&[
         ("NATS_MODE", "jetstream"),
         ("ACTION_TIMEOUT", "3s"),

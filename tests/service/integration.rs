@@ -2,7 +2,7 @@
 //! JetStream stream, NATS authentication, and the `send` command.
 
 use crate::common::{BIN, Bus, Service, problem_open, resource_dir, vector};
-use crate::outcomes::{FOREIGN, spawn_responder};
+use crate::common::{FOREIGN, spawn_responder};
 use base64::Engine as _;
 use serde_json::json;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Keptn 0.8.3 – 1.x: the get-action role and the action role on real Keptn events.
 
 use crate::common::{Bus, Service, renotified, vector};
-use crate::unleash_flows::{create_flag, unleash, unleash_env};
+use crate::common::{create_flag, unleash, unleash_env};
 use serde_json::{Value, json};
 use std::time::Duration;
 use testkit::nats::NatsServer;

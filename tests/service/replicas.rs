@@ -1,8 +1,8 @@
 //! Several replicas: without JetStream the remediation state is per process, so a second
 //! remediator in the same group is refused with a message saying how to run several.
 
+use crate::common::FOREIGN;
 use crate::common::{Service, resource_dir};
-use crate::outcomes::FOREIGN;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use testkit::free_port;

@@ -1,7 +1,7 @@
 //! Bad input, duplicates, replicas, restarts and shutdown.
 
 use crate::common::{Bus, Fixture, Service, closing, problem_open, renotified, resource_dir};
-use crate::outcomes::{FOREIGN, spawn_responder};
+use crate::common::{FOREIGN, spawn_responder};
 use serde_json::Value;
 use std::time::Duration;
 use testkit::nats::NatsServer;

@@ -1,9 +1,9 @@
 //! Monitoring webhooks and Keptn's API path over HTTP: Alertmanager, Grafana and Dynatrace
 //! notifications become problems in the same pipeline as NATS events.
 
+use crate::common::spawn_responder;
 use crate::common::{Bus, Fixture, Service, resource_dir, vector};
-use crate::outcomes::spawn_responder;
-use crate::unleash_flows::{create_flag, unleash, unleash_env};
+use crate::common::{create_flag, unleash, unleash_env};
 use serde_json::{Value, json};
 use std::time::Duration;
 use testkit::nats::NatsServer;
