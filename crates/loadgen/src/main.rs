@@ -33,6 +33,7 @@ use testkit::nats::NatsServer;
 use testkit::unleash::{UnleashServer, UnleashVersion};
 use testkit::{ServiceProcess, repo_root};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use unleash_remediation_service::telemetry::METRIC_PREFIX;
 use unleash_remediation_service::unleash::UnleashClient;
 
 const STAGE: &str = "production";
@@ -186,13 +187,15 @@ async fn wait_ready(svc: &mut ServiceProcess) -> Result<Duration> {
         .await
 }
 
-/// A counter from `/metrics`: the sum of every series of `name` whose labels contain `label`.
+/// A counter from `/metrics`: the sum of every series of `name` (without the service's
+/// `unleash_remediation_` prefix) whose labels contain `label`.
 async fn metric(
     svc: &ServiceProcess,
     http: &reqwest::Client,
     name: &str,
     label: &str,
 ) -> Result<f64> {
+    let name = format!("{METRIC_PREFIX}_{name}");
     let text = http
         .get(format!("{}/metrics", svc.http()))
         .send()
