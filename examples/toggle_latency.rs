@@ -12,7 +12,7 @@
 //! (default 200 per series).
 
 use std::time::{Duration, Instant};
-use unleash_remediation_service::testkit::unleash::{UnleashServer, UnleashVersion};
+use testkit::unleash::{UnleashServer, UnleashVersion};
 use unleash_remediation_service::unleash::UnleashClient;
 
 const ENVIRONMENT: &str = "development";

@@ -18,7 +18,10 @@
 //! - [`telemetry`]: logs and the Prometheus recorder.
 //! - [`failpoint`]: crash points the durability tests set through the environment.
 //! - [`redact`]: configured secrets scrubbed from events and logs; control characters escaped in the text log.
-//! - [`testkit`]: starts real nats-server, PostgreSQL, Unleash, Prometheus, Alertmanager and the sample application for tests, the demo and benchmarks.
+//!
+//! Not in this crate: the test kit (`crates/testkit`: real nats-server, PostgreSQL, Unleash,
+//! Prometheus, Alertmanager, the sample application and the service as a process, for the tests,
+//! the demo and the load generator) and the load generator (`crates/loadgen`).
 //!
 //! # An event's path
 //! [`service::nats`] or [`service::http`] (a monitoring webhook first goes through [`monitoring`])
@@ -47,5 +50,4 @@ pub mod roles;
 pub mod service;
 pub mod state;
 pub mod telemetry;
-pub mod testkit;
 pub mod unleash;

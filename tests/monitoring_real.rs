@@ -16,13 +16,13 @@ use common::{Bus, Service, resource_dir};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use unleash_remediation_service::config::Secret;
-use unleash_remediation_service::testkit::nats::NatsServer;
-use unleash_remediation_service::testkit::prometheus::{
+use testkit::nats::NatsServer;
+use testkit::prometheus::{
     Alertmanager, ErrorRateTarget, Prometheus, ScrapeJob, amtool_check_config, promtool_check_rules,
 };
-use unleash_remediation_service::testkit::repo_root;
-use unleash_remediation_service::testkit::unleash::{UnleashServer, UnleashVersion};
+use testkit::repo_root;
+use testkit::unleash::{UnleashServer, UnleashVersion};
+use unleash_remediation_service::config::Secret;
 use unleash_remediation_service::unleash::UnleashClient;
 
 const RULE_FILE: &str = "deploy/prometheus/failure-rate.rules.yml";

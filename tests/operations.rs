@@ -496,7 +496,7 @@ async fn json_log_lines_have_each_key_once_with_context_at_the_top() {
 
 #[tokio::test]
 async fn text_logs_have_no_colour_and_a_refused_nats_connect_is_logged_once_with_its_cause() {
-    let dead = unleash_remediation_service::testkit::free_port();
+    let dead = testkit::free_port();
     let mut svc = Service::spawn(&[
         ("NATS_URL", format!("nats://127.0.0.1:{dead}")),
         ("RUST_LOG", String::new()),
@@ -552,7 +552,7 @@ async fn healthcheck_exits_0_when_ready_and_1_otherwise() {
     assert!(ok.status.success(), "{ok:?}");
 
     // A service that cannot reach NATS runs (health) but is not ready.
-    let dead = unleash_remediation_service::testkit::free_port();
+    let dead = testkit::free_port();
     let waiting = Service::spawn(&[("NATS_URL", format!("nats://127.0.0.1:{dead}"))]);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while waiting.get("/health").await.0 != 200 {
@@ -570,10 +570,7 @@ async fn healthcheck_exits_0_when_ready_and_1_otherwise() {
 
     // Nothing listening.
     let none = healthcheck(
-        &format!(
-            "127.0.0.1:{}",
-            unleash_remediation_service::testkit::free_port()
-        ),
+        &format!("127.0.0.1:{}", testkit::free_port()),
         &["--timeout", "1s"],
     );
     assert_eq!(none.status.code(), Some(1), "{none:?}");
@@ -706,7 +703,7 @@ async fn ingest_says_when_no_role_handles_an_event_and_refuses_batches() {
 #[tokio::test]
 async fn metrics_addr_serves_metrics_health_and_readiness_without_ingest() {
     let fx = Fixture::new(None, None).await;
-    let port = unleash_remediation_service::testkit::free_port();
+    let port = testkit::free_port();
     let addr = format!("127.0.0.1:{port}");
     let _svc = fx.service(&[("METRICS_ADDR", &addr)]).await;
     let http = reqwest::Client::new();

@@ -4,7 +4,7 @@
 //! impossible HTTP address (exit 1), and a refused setting stops it at parsing (exit 2).
 
 use std::process::{Command, Output, Stdio};
-use unleash_remediation_service::testkit::nats::NatsServer;
+use testkit::nats::NatsServer;
 
 const BIN: &str = env!("CARGO_BIN_EXE_unleash-remediation-service");
 
@@ -127,10 +127,7 @@ fn event_file(dir: &std::path::Path) -> std::path::PathBuf {
 fn a_flag_wins_over_environment_and_keptn_names_are_understood() {
     let nats = NatsServer::start().expect("nats-server (apt-get install -y nats-server)");
     let live = nats.url();
-    let dead = format!(
-        "nats://127.0.0.1:{}",
-        unleash_remediation_service::testkit::free_port()
-    );
+    let dead = format!("nats://127.0.0.1:{}", testkit::free_port());
     let dir = tempfile::tempdir().unwrap();
     let file = event_file(dir.path());
     let file = file.to_str().unwrap();

@@ -9,7 +9,7 @@ use unleash_remediation_service::keptn::{ActionInfo, Scope};
 use unleash_remediation_service::state::{
     Actions, Cas, Claim, Closing, Finish, MEMORY_RECORDS, Phase, Record, Store, problem_key,
 };
-use unleash_remediation_service::testkit::nats::NatsServer;
+use testkit::nats::NatsServer;
 
 fn scope() -> Scope {
     Scope {

@@ -4,10 +4,9 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
+use testkit::sample_app::Page;
+use testkit::tutorial::{self, Options, Step};
 use unleash_remediation_service::keptn::types;
-use unleash_remediation_service::testkit::sample_app::Page;
-use unleash_remediation_service::testkit::tutorial::{self, Options, Step};
-use unleash_remediation_service::testkit::{self};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tutorial_story_happens_step_by_step() {

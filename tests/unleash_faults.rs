@@ -4,8 +4,8 @@
 
 use serde_json::json;
 use std::time::{Duration, Instant};
+use testkit::free_port;
 use unleash_remediation_service::config::Secret;
-use unleash_remediation_service::testkit::free_port;
 use unleash_remediation_service::unleash::{
     Api, ApiMode, UnleashClient, UnleashConfig, UnleashError,
 };

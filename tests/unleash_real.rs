@@ -4,8 +4,8 @@
 //! 7.5.1 and 8.2.0 (`<name>::v7`, `<name>::v8`).
 
 use std::time::Duration;
+use testkit::unleash::{UnleashServer, UnleashVersion};
 use unleash_remediation_service::config::Secret;
-use unleash_remediation_service::testkit::unleash::{UnleashServer, UnleashVersion};
 use unleash_remediation_service::unleash::{
     Api, ApiMode, FlagCreated, UnleashClient, UnleashConfig, UnleashError,
 };

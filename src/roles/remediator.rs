@@ -1094,7 +1094,7 @@ spec:
     #[tokio::test]
     async fn a_replica_whose_clock_is_ahead_does_not_time_out_running_actions() {
         use std::sync::atomic::Ordering;
-        let nats = crate::testkit::nats::NatsServer::start().unwrap();
+        let nats = testkit::nats::NatsServer::start().unwrap();
         let client = async_nats::connect(nats.url()).await.unwrap();
         let js = async_nats::jetstream::new(client);
         let timeout = Duration::from_secs(3);

@@ -1,13 +1,18 @@
-//! Shared helpers for the service tests: the service binary as a real process, a NATS
-//! listener that records every Keptn event, and resource directories.
+//! The helpers of the test binaries that include it: the service binary as a real process, a
+//! NATS listener that records every Keptn event, resource directories and events, a stand-in for
+//! another Keptn provider, the shared real Unleash servers and stub HTTP servers.
 #![allow(dead_code)]
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use serde_json::json;
+use std::path::Path;
+use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use unleash_remediation_service::testkit::free_port;
+use testkit::ServiceProcess;
+use testkit::unleash::{UnleashServer, UnleashVersion};
+use unleash_remediation_service::unleash::UnleashClient;
+use wiremock::{MockServer, Request};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_unleash-remediation-service");
 
@@ -21,51 +26,40 @@ pub fn vector(rel: &str) -> Value {
     serde_json::from_str(&text).expect("vector is JSON")
 }
 
-/// The service binary, running with `env`, killed on drop. Its log goes to a file that is
-/// printed when a wait fails.
+/// The service binary ([`testkit::ServiceProcess`]), running with `env` after the defaults
+/// below, killed on drop. Every failure panics with its log.
 pub struct Service {
-    child: Option<Child>,
+    process: ServiceProcess,
     pub http: String,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
 }
 
 impl Service {
     pub fn spawn(env: &[(&str, String)]) -> Service {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let log = dir.path().join("service.log");
-        let port = free_port();
-        let mut cmd = Command::new(BIN);
-        cmd.arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "info,unleash_remediation_service=debug")
-            .env("SHUTDOWN_GRACE", "5s")
+        let defaults = [
+            ("RUST_LOG", "info,unleash_remediation_service=debug"),
+            ("SHUTDOWN_GRACE", "5s"),
             // Tests that switch flags pass their own Unleash; the others never reach this one.
-            .env("UNLEASH_SERVER_URL", "http://127.0.0.1:9/api")
-            .env("UNLEASH_TOKEN", "not-used-by-this-test")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"));
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("spawning the service binary");
+            ("UNLEASH_SERVER_URL", "http://127.0.0.1:9/api"),
+            ("UNLEASH_TOKEN", "not-used-by-this-test"),
+        ];
+        let env = defaults
+            .iter()
+            .map(|(k, v)| (*k, (*v).to_owned()))
+            .chain(env.iter().map(|(k, v)| (*k, v.clone())));
+        let process = ServiceProcess::spawn(BIN, env).expect("spawning the service binary");
         Service {
-            child: Some(child),
-            http: format!("http://127.0.0.1:{port}"),
-            log,
-            _dir: dir,
+            http: process.http().to_owned(),
+            process,
         }
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log()
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
+        assert_ne!(self.process.pid(), 0, "running");
+        self.process.pid()
     }
 
     /// GET a path; (status, body).
@@ -81,21 +75,12 @@ impl Service {
 
     /// Waits until /ready answers 200.
     pub async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!(
-                    "service exited ({status}) before it was ready; log:\n{}",
-                    self.log()
-                );
-            }
-            if self.get("/ready").await.0 == 200 {
-                return;
-            }
-            if Instant::now() > deadline {
-                panic!("service not ready within 20 s; log:\n{}", self.log());
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+        if let Err(e) = self
+            .process
+            .wait_ready(Duration::from_secs(20), Duration::from_millis(25))
+            .await
+        {
+            panic!("{e:#}");
         }
     }
 
@@ -103,8 +88,7 @@ impl Service {
     pub async fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                self.child = None;
+            if let Ok(Some(status)) = self.process.exited() {
                 return Some(status);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -113,38 +97,14 @@ impl Service {
     }
 
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.process.kill9();
     }
 
     /// SIGTERM, then the exit status (killed after 15 s).
     pub fn terminate(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("running");
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!(
-                    "service did not stop within 15 s of SIGTERM; log:\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        self.kill9();
+        self.process
+            .terminate(Duration::from_secs(15))
+            .unwrap_or_else(|e| panic!("{e:#}"))
     }
 }
 
@@ -261,14 +221,14 @@ pub fn problem_open(title: &str, problem_id: &str) -> Value {
 /// What most service tests start from: a nats-server, a resource directory and a bus that
 /// records every event.
 pub struct Fixture {
-    pub nats: unleash_remediation_service::testkit::nats::NatsServer,
+    pub nats: testkit::nats::NatsServer,
     pub dir: tempfile::TempDir,
     pub bus: Bus,
 }
 
 impl Fixture {
     pub async fn new(remediation: Option<&str>, shipyard: Option<&str>) -> Fixture {
-        let nats = unleash_remediation_service::testkit::nats::NatsServer::start()
+        let nats = testkit::nats::NatsServer::start()
             .expect("nats-server (apt-get install -y nats-server)");
         let bus = Bus::connect(&nats.url()).await;
         Fixture {
@@ -310,4 +270,180 @@ pub fn closing(open: &Value, state: &str) -> Value {
     closed["type"] = serde_json::json!("sh.keptn.events.problem");
     closed["data"]["State"] = serde_json::json!(state);
     closed
+}
+
+// Other Keptn providers on the bus
+
+/// A remediation file whose actions (`escalate`) no one in the service handles: the test answers
+/// them itself with [`spawn_responder`].
+pub const FOREIGN: &str = r#"apiVersion: spec.keptn.sh/0.1.4
+kind: Remediation
+metadata:
+  name: outcomes
+spec:
+  remediations:
+    - problemType: Pass me
+      actionsOnOpen:
+        - name: call the on-call
+          action: escalate
+          value: {answer: pass}
+    - problemType: Fail me
+      actionsOnOpen:
+        - name: first try
+          action: escalate
+          value: {answer: fail}
+        - name: second try
+          action: escalate
+          value: {answer: fail}
+    - problemType: Fail then pass
+      actionsOnOpen:
+        - name: first try
+          action: escalate
+          value: {answer: fail}
+        - name: second try
+          action: escalate
+          value: {answer: pass}
+    - problemType: Nobody answers
+      actionsOnOpen:
+        - name: lonely
+          action: nobody-handles-this
+"#;
+
+/// Answers every `escalate` action.triggered with started + finished as `value.answer` says.
+pub fn spawn_responder(bus: &Bus) {
+    let client = bus.client.clone();
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        let mut sub = client
+            .subscribe("sh.keptn.event.action.triggered")
+            .await
+            .unwrap();
+        while let Some(msg) = sub.next().await {
+            let Ok(ev) = serde_json::from_slice::<Value>(&msg.payload) else {
+                continue;
+            };
+            if ev["data"]["action"]["action"] != "escalate" {
+                continue;
+            }
+            let pass = ev["data"]["action"]["value"]["answer"] == "pass";
+            for (ty, data) in [
+                ("sh.keptn.event.action.started", json!({})),
+                (
+                    "sh.keptn.event.action.finished",
+                    json!({"status": if pass {"succeeded"} else {"errored"},
+                           "result": if pass {"pass"} else {"fail"},
+                           "message": if pass {"paged"} else {"pager is down"}}),
+                ),
+            ] {
+                let mut data = data;
+                for k in ["project", "stage", "service"] {
+                    data[k] = ev["data"][k].clone();
+                }
+                let reply = json!({
+                    "specversion": "1.0", "id": uuid::Uuid::new_v4().to_string(),
+                    "source": "test-responder", "type": ty,
+                    "shkeptncontext": ev["shkeptncontext"], "triggeredid": ev["id"],
+                    "datacontenttype": "application/json", "data": data
+                });
+                client
+                    .publish(ty, serde_json::to_vec(&reply).unwrap().into())
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+}
+
+/// An `action.triggered` for the toggle-feature provider with `value` and `labels`.
+pub fn toggle_triggered(value: Value, labels: Value) -> Value {
+    json!({
+        "specversion": "1.0",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "source": "test",
+        "type": "sh.keptn.event.action.triggered",
+        "shkeptncontext": uuid::Uuid::new_v4().to_string(),
+        "datacontenttype": "application/json",
+        "data": {
+            "project": "website", "stage": "production", "service": "front-end",
+            "labels": labels,
+            "action": {"name": "switch", "action": "toggle-feature", "value": value},
+            "problem": {"ProblemTitle": "t"}
+        }
+    })
+}
+
+/// The sum of the series of metric `name` whose line contains `filter` (pre-registered series
+/// are there with 0 from the start).
+pub fn metric_sum(metrics: &str, name: &str, filter: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains(name) && l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+// The shared real Unleash servers
+
+/// The Unleash 7.5.1 this test binary shares (started on first use).
+pub fn unleash() -> &'static UnleashServer {
+    unleash_of(UnleashVersion::V7)
+}
+
+/// The Unleash of `version` this test binary shares (started on first use).
+pub fn unleash_of(version: UnleashVersion) -> &'static UnleashServer {
+    UnleashServer::shared(version).unwrap_or_else(|e| {
+        panic!(
+            "real Unleash {} (see the error for how to install it): {e:#}",
+            version.npm_version()
+        )
+    })
+}
+
+/// A new flag in the shared Unleash 7.5.1.
+pub async fn create_flag(name: &str) {
+    create_flag_in(unleash(), name).await;
+}
+
+pub async fn create_flag_in(u: &UnleashServer, name: &str) {
+    let client = UnleashClient::new(u.admin_config()).unwrap();
+    client.create_flag(name).await.unwrap();
+}
+
+/// The service's settings for Unleash `u`.
+pub fn unleash_env(u: &UnleashServer) -> Vec<(&'static str, String)> {
+    vec![
+        ("UNLEASH_SERVER_URL", u.base_url()),
+        ("UNLEASH_TOKEN", u.admin_token().to_owned()),
+    ]
+}
+
+// Stub HTTP servers (wiremock)
+
+/// Waits until the stub `server` received `count` requests; returns them. Panics with what it
+/// received after `within`.
+pub async fn wait_requests(server: &MockServer, count: usize, within: Duration) -> Vec<Request> {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = server.received_requests().await.unwrap_or_default();
+        if got.len() >= count {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected {count} requests within {within:?}, got {}: {:#?}",
+            got.len(),
+            got.iter()
+                .map(|r| (
+                    r.url.path().to_owned(),
+                    String::from_utf8_lossy(&r.body).into_owned()
+                ))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A request's JSON body.
+pub fn body(r: &Request) -> Value {
+    serde_json::from_slice(&r.body).expect("JSON body")
 }

@@ -4,7 +4,7 @@
 use crate::common::{Bus, Service, problem_open, resource_dir};
 use serde_json::json;
 use std::time::Duration;
-use unleash_remediation_service::testkit::nats::NatsServer;
+use testkit::nats::NatsServer;
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -158,7 +158,7 @@ async fn sigterm_finishes_the_action_in_flight_and_a_restart_completes_the_remed
 
 #[tokio::test]
 async fn action_timeout_survives_a_restart() {
-    let fx = crate::common::Fixture::new(Some(crate::outcomes::FOREIGN), None).await;
+    let fx = crate::common::Fixture::new(Some(crate::common::FOREIGN), None).await;
     let env = fx.env(&[
         ("NATS_MODE", "jetstream"),
         ("ACTION_TIMEOUT", "3s"),
@@ -209,7 +209,7 @@ const CRASH_POINTS: [&str; 5] = [
 
 /// How often Unleash recorded `flag` switched on in `production`: its own event log, which
 /// records a change only when the state changed.
-async fn times_switched_on(u: &unleash_remediation_service::testkit::unleash::UnleashServer, flag: &str) -> usize {
+async fn times_switched_on(u: &testkit::unleash::UnleashServer, flag: &str) -> usize {
     let body: serde_json::Value = reqwest::Client::new()
         .get(format!("{}/admin/events/{flag}", u.base_url()))
         .header("Authorization", u.admin_token())
@@ -231,7 +231,7 @@ async fn times_switched_on(u: &unleash_remediation_service::testkit::unleash::Un
 /// next process finishes it: exactly one switch of the flag and one `remediation.finished`.
 #[tokio::test]
 async fn a_crash_at_any_step_ends_in_one_switch_and_one_finished_remediation() {
-    use crate::unleash_flows::{create_flag, unleash, unleash_env};
+    use crate::common::{create_flag, unleash, unleash_env};
     let u = unleash();
     let nats = NatsServer::start().unwrap();
     let bus = Bus::connect(&nats.url()).await;

@@ -3,42 +3,17 @@
 //! the Dynatrace, Slack and Grafana APIs), and that a failing target never holds it up.
 
 use crate::common::{Bus, Fixture, Service, problem_open, vector};
-use crate::unleash_flows::{create_flag, unleash, unleash_env};
+use crate::common::{body, wait_requests};
+use crate::common::{create_flag, unleash, unleash_env};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use unleash_remediation_service::testkit::free_port;
-use unleash_remediation_service::testkit::nats::NatsServer;
+use testkit::free_port;
+use testkit::nats::NatsServer;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 const TOKEN: &str = "dt0c01.FEEDBACK-TEST-SECRET";
 const V2_PATH: &str = "/api/v2/problems/-4349221618435898381_1588562640000V2/comments";
-
-async fn wait_requests(server: &MockServer, count: usize, within: Duration) -> Vec<Request> {
-    let deadline = Instant::now() + within;
-    loop {
-        let got = server.received_requests().await.unwrap_or_default();
-        if got.len() >= count {
-            return got;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "expected {count} requests within {within:?}, got {}: {:#?}",
-            got.len(),
-            got.iter()
-                .map(|r| (
-                    r.url.path().to_owned(),
-                    String::from_utf8_lossy(&r.body).into_owned()
-                ))
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn body(r: &Request) -> Value {
-    serde_json::from_slice(&r.body).expect("JSON body")
-}
 
 fn show(name: &str, requests: &[Request]) {
     for r in requests {

@@ -1,9 +1,9 @@
 //! Which flags may be switched (ALLOWED_FLAGS) and dry runs (DRY_RUN), against a real
 //! Unleash 7.5.1.
 
+use crate::common::toggle_triggered;
 use crate::common::{Fixture, problem_open};
-use crate::ingress::toggle_triggered;
-use crate::unleash_flows::{create_flag, unleash, unleash_env};
+use crate::common::{create_flag, unleash, unleash_env};
 use serde_json::json;
 use std::time::Duration;
 use unleash_remediation_service::unleash::UnleashClient;
@@ -116,7 +116,7 @@ spec:
     assert!(!flag_on(&flag).await, "a dry run switched the flag");
     let (_, metrics) = svc.get("/metrics").await;
     let requests = |method: &str| {
-        crate::ingress::metric_sum(
+        crate::common::metric_sum(
             &metrics,
             "unleash_requests_total",
             &format!("method=\"{method}\""),

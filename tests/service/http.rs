@@ -1,7 +1,7 @@
 //! HTTP ingest (docs/design.md §7): the same pipeline as NATS.
 
+use crate::common::{FOREIGN, spawn_responder};
 use crate::common::{Fixture, problem_open};
-use crate::outcomes::{FOREIGN, spawn_responder};
 use std::time::Duration;
 
 #[tokio::test]

@@ -3,38 +3,11 @@
 //! files that are not regular files are refused.
 
 use crate::common::{Bus, Fixture, problem_open};
-use crate::outcomes::{FOREIGN, spawn_responder};
+use crate::common::{FOREIGN, spawn_responder};
+use crate::common::{metric_sum, toggle_triggered};
 use serde_json::{Value, json};
 use std::time::Duration;
-use unleash_remediation_service::testkit::nats::NatsServer;
-
-/// An `action.triggered` for the toggle-feature provider with `value` and `labels`.
-pub fn toggle_triggered(value: Value, labels: Value) -> Value {
-    json!({
-        "specversion": "1.0",
-        "id": uuid::Uuid::new_v4().to_string(),
-        "source": "test",
-        "type": "sh.keptn.event.action.triggered",
-        "shkeptncontext": uuid::Uuid::new_v4().to_string(),
-        "datacontenttype": "application/json",
-        "data": {
-            "project": "website", "stage": "production", "service": "front-end",
-            "labels": labels,
-            "action": {"name": "switch", "action": "toggle-feature", "value": value},
-            "problem": {"ProblemTitle": "t"}
-        }
-    })
-}
-
-/// The sum of the series of metric `name` whose line contains `filter` (pre-registered series
-/// are there with 0 from the start).
-pub fn metric_sum(metrics: &str, name: &str, filter: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| !l.starts_with('#') && l.contains(name) && l.contains(filter))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
+use testkit::nats::NatsServer;
 
 fn replies_to(bus: &Bus, ev: &Value) -> Vec<Value> {
     bus.events()

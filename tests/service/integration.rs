@@ -2,11 +2,11 @@
 //! JetStream stream, NATS authentication, and the `send` command.
 
 use crate::common::{BIN, Bus, Service, problem_open, resource_dir, vector};
-use crate::outcomes::{FOREIGN, spawn_responder};
+use crate::common::{FOREIGN, spawn_responder};
 use base64::Engine as _;
 use serde_json::json;
 use std::time::Duration;
-use unleash_remediation_service::testkit::nats::NatsServer;
+use testkit::nats::NatsServer;
 use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -127,7 +127,7 @@ async fn connects_with_token_and_with_user_password() {
             ],
         ),
     ] {
-        let port = unleash_remediation_service::testkit::free_port();
+        let port = testkit::free_port();
         let _server = PlainNats::start(port, &server_args);
         let url = format!("nats://127.0.0.1:{port}");
         let mut env = env.clone();
@@ -256,7 +256,7 @@ async fn connects_over_tls_with_a_custom_ca() {
         ],
     );
 
-    let port = unleash_remediation_service::testkit::free_port();
+    let port = testkit::free_port();
     let (cert, key) = (d.join("server.pem"), d.join("server.key"));
     let _server = PlainNats::start(
         port,
@@ -279,7 +279,7 @@ async fn connects_over_tls_with_a_custom_ca() {
 
 #[tokio::test]
 async fn first_connect_is_retried_until_nats_comes_up() {
-    let port = unleash_remediation_service::testkit::free_port();
+    let port = testkit::free_port();
     let mut svc = Service::spawn(&[
         ("NATS_URL", format!("nats://127.0.0.1:{port}")),
         ("ROLES", "get-action".to_owned()),
@@ -337,7 +337,7 @@ async fn connects_with_an_nkey() {
         ),
     )
     .unwrap();
-    let port = unleash_remediation_service::testkit::free_port();
+    let port = testkit::free_port();
     let _server = PlainNats::start(port, &["-c", conf.to_str().unwrap()]);
     let mut svc = Service::spawn(&[
         ("NATS_URL", format!("nats://127.0.0.1:{port}")),

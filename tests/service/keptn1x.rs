@@ -1,10 +1,10 @@
 //! Keptn 0.8.3 – 1.x: the get-action role and the action role on real Keptn events.
 
 use crate::common::{Bus, Service, renotified, vector};
-use crate::unleash_flows::{create_flag, unleash, unleash_env};
+use crate::common::{create_flag, unleash, unleash_env};
 use serde_json::{Value, json};
 use std::time::Duration;
-use unleash_remediation_service::testkit::nats::NatsServer;
+use testkit::nats::NatsServer;
 
 fn replies_to<'a>(events: &'a [Value], id: &Value) -> Vec<&'a Value> {
     events.iter().filter(|e| e["triggeredid"] == *id).collect()

@@ -1,8 +1,8 @@
 //! One set of permits for every source: HTTP events are bounded by `CONCURRENCY` and drained
 //! on SIGTERM like NATS events, and toggles waiting on a hung Unleash do not hold up the rest.
 
+use crate::common::FOREIGN;
 use crate::common::{Fixture, problem_open, vector};
-use crate::outcomes::FOREIGN;
 use serde_json::{Value, json};
 use std::time::Duration;
 use wiremock::matchers::{method, path_regex};

@@ -2,87 +2,10 @@
 //! by the test itself acting as another provider on the bus.
 
 use crate::common::{Bus, Fixture, Service, problem_open, renotified, resource_dir};
+use crate::common::{FOREIGN, spawn_responder};
 use serde_json::{Value, json};
 use std::time::Duration;
-use unleash_remediation_service::testkit::nats::NatsServer;
-
-pub const FOREIGN: &str = r#"apiVersion: spec.keptn.sh/0.1.4
-kind: Remediation
-metadata:
-  name: outcomes
-spec:
-  remediations:
-    - problemType: Pass me
-      actionsOnOpen:
-        - name: call the on-call
-          action: escalate
-          value: {answer: pass}
-    - problemType: Fail me
-      actionsOnOpen:
-        - name: first try
-          action: escalate
-          value: {answer: fail}
-        - name: second try
-          action: escalate
-          value: {answer: fail}
-    - problemType: Fail then pass
-      actionsOnOpen:
-        - name: first try
-          action: escalate
-          value: {answer: fail}
-        - name: second try
-          action: escalate
-          value: {answer: pass}
-    - problemType: Nobody answers
-      actionsOnOpen:
-        - name: lonely
-          action: nobody-handles-this
-"#;
-
-/// Answers every `escalate` action.triggered with started + finished as `value.answer` says.
-pub fn spawn_responder(bus: &Bus) {
-    let client = bus.client.clone();
-    tokio::spawn(async move {
-        use futures::StreamExt;
-        let mut sub = client
-            .subscribe("sh.keptn.event.action.triggered")
-            .await
-            .unwrap();
-        while let Some(msg) = sub.next().await {
-            let Ok(ev) = serde_json::from_slice::<Value>(&msg.payload) else {
-                continue;
-            };
-            if ev["data"]["action"]["action"] != "escalate" {
-                continue;
-            }
-            let pass = ev["data"]["action"]["value"]["answer"] == "pass";
-            for (ty, data) in [
-                ("sh.keptn.event.action.started", json!({})),
-                (
-                    "sh.keptn.event.action.finished",
-                    json!({"status": if pass {"succeeded"} else {"errored"},
-                           "result": if pass {"pass"} else {"fail"},
-                           "message": if pass {"paged"} else {"pager is down"}}),
-                ),
-            ] {
-                let mut data = data;
-                for k in ["project", "stage", "service"] {
-                    data[k] = ev["data"][k].clone();
-                }
-                let reply = json!({
-                    "specversion": "1.0", "id": uuid::Uuid::new_v4().to_string(),
-                    "source": "test-responder", "type": ty,
-                    "shkeptncontext": ev["shkeptncontext"], "triggeredid": ev["id"],
-                    "datacontenttype": "application/json", "data": data
-                });
-                client
-                    .publish(ty, serde_json::to_vec(&reply).unwrap().into())
-                    .await
-                    .unwrap();
-            }
-        }
-    });
-}
+use testkit::nats::NatsServer;
 
 fn finished_for<'a>(events: &'a [Value], triggered_id: &Value) -> Option<&'a Value> {
     events.iter().find(|e| {

@@ -1,11 +1,11 @@
 //! Several replicas: without JetStream the remediation state is per process, so a second
 //! remediator in the same group is refused with a message saying how to run several.
 
+use crate::common::FOREIGN;
 use crate::common::{Service, resource_dir};
-use crate::outcomes::FOREIGN;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use unleash_remediation_service::testkit::free_port;
+use testkit::free_port;
 
 /// A nats-server without JetStream, killed on drop.
 struct CoreNats(Child, u16);

@@ -1,8 +1,8 @@
 //! Restart readiness does not grow with the remembered state: the state is picked up in the
 //! background, after `/ready`.
 
+use crate::common::FOREIGN;
 use crate::common::{Fixture, Service};
-use crate::outcomes::FOREIGN;
 use futures::StreamExt;
 use serde_json::json;
 use std::time::{Duration, Instant};

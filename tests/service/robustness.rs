@@ -1,10 +1,10 @@
 //! Bad input, duplicates, replicas, restarts and shutdown.
 
 use crate::common::{Bus, Fixture, Service, closing, problem_open, renotified, resource_dir};
-use crate::outcomes::{FOREIGN, spawn_responder};
+use crate::common::{FOREIGN, spawn_responder};
 use serde_json::Value;
 use std::time::Duration;
-use unleash_remediation_service::testkit::nats::NatsServer;
+use testkit::nats::NatsServer;
 
 fn count(bus: &Bus, ty: &str, ctx: &Value) -> usize {
     bus.of_type(ty)

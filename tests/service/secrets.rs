@@ -4,7 +4,7 @@
 use crate::common::{Fixture, Service, problem_open};
 use serde_json::json;
 use std::time::Duration;
-use unleash_remediation_service::testkit::nats::NatsServer;
+use testkit::nats::NatsServer;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

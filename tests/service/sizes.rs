@@ -1,8 +1,8 @@
 //! Problem events near NATS's 1 MiB limit: what the state record needs is kept (the problem
 //! trimmed, labels once), and what cannot be kept is refused with a reason, never silently.
 
+use crate::common::{FOREIGN, spawn_responder};
 use crate::common::{Fixture, problem_open};
-use crate::outcomes::{FOREIGN, spawn_responder};
 use serde_json::json;
 use std::time::Duration;
 

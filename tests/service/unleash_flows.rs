@@ -1,40 +1,11 @@
 //! Flows that switch flags in a real Unleash 7.5.1; the tutorial flow also on 8.2.0.
 
 use crate::common::{Bus, Service, closing, problem_open, renotified, resource_dir, vector};
+use crate::common::{create_flag, create_flag_in, unleash, unleash_env, unleash_of};
 use serde_json::Value;
 use std::time::Duration;
-use unleash_remediation_service::testkit::nats::NatsServer;
-use unleash_remediation_service::testkit::unleash::{UnleashServer, UnleashVersion};
-use unleash_remediation_service::unleash::UnleashClient;
-
-pub fn unleash() -> &'static UnleashServer {
-    unleash_of(UnleashVersion::V7)
-}
-
-fn unleash_of(version: UnleashVersion) -> &'static UnleashServer {
-    UnleashServer::shared(version).unwrap_or_else(|e| {
-        panic!(
-            "real Unleash {} (see the error for how to install it): {e:#}",
-            version.npm_version()
-        )
-    })
-}
-
-pub async fn create_flag(name: &str) {
-    create_flag_in(unleash(), name).await;
-}
-
-async fn create_flag_in(u: &UnleashServer, name: &str) {
-    let client = UnleashClient::new(u.admin_config()).unwrap();
-    client.create_flag(name).await.unwrap();
-}
-
-pub fn unleash_env(u: &UnleashServer) -> Vec<(&'static str, String)> {
-    vec![
-        ("UNLEASH_SERVER_URL", u.base_url()),
-        ("UNLEASH_TOKEN", u.admin_token().to_owned()),
-    ]
-}
+use testkit::nats::NatsServer;
+use testkit::unleash::{UnleashServer, UnleashVersion};
 
 fn types_in(bus: &Bus, ctx: &Value) -> Vec<String> {
     bus.events()

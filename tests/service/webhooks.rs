@@ -1,12 +1,12 @@
 //! Monitoring webhooks and Keptn's API path over HTTP: Alertmanager, Grafana and Dynatrace
 //! notifications become problems in the same pipeline as NATS events.
 
+use crate::common::spawn_responder;
 use crate::common::{Bus, Fixture, Service, resource_dir, vector};
-use crate::outcomes::spawn_responder;
-use crate::unleash_flows::{create_flag, unleash, unleash_env};
+use crate::common::{create_flag, unleash, unleash_env};
 use serde_json::{Value, json};
 use std::time::Duration;
-use unleash_remediation_service::testkit::nats::NatsServer;
+use testkit::nats::NatsServer;
 
 /// Foreign actions answered by the test itself (see `spawn_responder`); `close` marks the
 /// actions that run when a problem closes.
@@ -741,7 +741,7 @@ async fn webhooks_token_and_size_are_checked_before_the_body_is_read() {
 
 #[tokio::test]
 async fn webhooks_no_open_listener_without_a_token() {
-    let port = unleash_remediation_service::testkit::free_port();
+    let port = testkit::free_port();
     let out = std::process::Command::new(crate::common::BIN)
         .arg("serve")
         .env_clear()

@@ -12,13 +12,13 @@
 
 use super::http_get;
 use super::postgres::{Supervised, SupervisedSpec, fresh_temp_dir};
-use crate::config::Secret;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use unleash_remediation_service::config::Secret;
 
 const INSTALL_HINT: &str = "install them with `apt-get install -y prometheus prometheus-alertmanager` (scripts/test does this when it runs as root), or point PROMETHEUS_BIN / ALERTMANAGER_BIN at the binaries";
 

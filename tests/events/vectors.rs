@@ -99,7 +99,7 @@ fn every_vector_file_is_listed() {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {
-                // Monitoring webhook bodies, not CloudEvents: tests/webhooks.rs reads every one.
+                // Monitoring webhook bodies, not CloudEvents: tests/events/webhooks.rs reads every one.
                 if WEBHOOK_DIRS.iter().any(|d| path.ends_with(d)) {
                     continue;
                 }

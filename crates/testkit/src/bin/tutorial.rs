@@ -7,12 +7,12 @@
 //! Exits 0 only when every step happened. Everything it started is stopped at the end, also
 //! on Ctrl-C.
 //!
-//! Build: `cargo build --features demo --bin unleash-remediation-service --bin tutorial`.
+//! Build: `cargo build --workspace --bin unleash-remediation-service --bin tutorial`.
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use unleash_remediation_service::testkit::{self, tutorial};
+use testkit::tutorial;
 
 const BINARY: &str = "unleash-remediation-service";
 
@@ -67,7 +67,7 @@ fn service_binary() -> Result<PathBuf> {
         .join(BINARY);
     if !binary.is_file() {
         bail!(
-            "{} does not exist: build it with `cargo build --features demo --bin {BINARY} --bin tutorial` (./scripts/demo does)",
+            "{} does not exist: build it with `cargo build --workspace --bin {BINARY} --bin tutorial` (./scripts/demo does)",
             binary.display()
         );
     }

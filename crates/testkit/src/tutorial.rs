@@ -15,18 +15,18 @@
 use super::nats::NatsServer;
 use super::prometheus::{Alertmanager, Prometheus, ScrapeJob};
 use super::sample_app::{Page, SampleApp};
+use super::service::ServiceProcess;
 use super::unleash::{UnleashServer, UnleashVersion};
-use crate::config::Secret;
-use crate::keptn::types;
-use crate::unleash::{UnleashClient, UnleashConfig};
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use unleash_remediation_service::config::Secret;
+use unleash_remediation_service::keptn::types;
+use unleash_remediation_service::unleash::{UnleashClient, UnleashConfig};
 
 pub const FLAG: &str = "EnableStaticContent";
 /// The alert's stage, and so the Unleash environment the service switches.
@@ -228,8 +228,10 @@ pub async fn run(options: &Options) -> Result<Report> {
 
     let http_addr = format!("127.0.0.1:{}", super::free_port());
     let webhook_token = Secret::new(uuid::Uuid::new_v4().simple().to_string());
-    let mut service = Service::start(options, &nats, &unleash, &pat, &http_addr, &webhook_token)?;
-    service.wait_ready(Duration::from_secs(60)).await?;
+    let mut service = start_service(options, &nats, &unleash, &pat, &http_addr, &webhook_token)?;
+    service
+        .wait_ready(Duration::from_secs(60), Duration::from_millis(100))
+        .await?;
     p.line(&format!(
         "unleash-remediation-service  http://{http_addr} (remediation.yaml, shipyard.yaml from the repository)"
     ));
@@ -285,7 +287,7 @@ pub async fn run(options: &Options) -> Result<Report> {
     let outcome = story.play(events, &mut service).await;
 
     p.section("stopping everything");
-    let exit = service.stop().await;
+    let exit = tokio::task::block_in_place(|| service.terminate(Duration::from_secs(20)));
     drop(prometheus);
     drop(alertmanager);
     drop(app);
@@ -383,7 +385,7 @@ impl Story<'_> {
     async fn play(
         mut self,
         events: async_nats::Subscriber,
-        service: &mut Service,
+        service: &mut ServiceProcess,
     ) -> Result<Report> {
         self.p.section("the story (seconds since the start)");
         let page = self.app.page().await?;
@@ -789,142 +791,29 @@ async fn generate(url: String, traffic: Arc<Mutex<Traffic>>) {
     }
 }
 
-/// The service process. SIGTERM (then SIGKILL) when dropped.
-struct Service {
-    child: Option<Child>,
-    http_addr: String,
-    log: PathBuf,
-}
-
-impl Service {
-    fn start(
-        options: &Options,
-        nats: &NatsServer,
-        unleash: &UnleashServer,
-        token: &str,
-        http_addr: &str,
-        webhook_token: &Secret,
-    ) -> Result<Service> {
-        let log = std::env::temp_dir().join(format!(
-            "urs-demo-service-{}.log",
-            uuid::Uuid::new_v4().simple()
-        ));
-        let file =
-            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        // Only what the story sets: settings of the caller's shell cannot change it.
-        let child = Command::new(&options.service_binary)
-            .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("NATS_URL", nats.url())
-            .env("HTTP_ADDR", http_addr)
-            .env("HTTP_TOKEN", webhook_token.expose())
-            .env("RESOURCE_DIR", &options.root)
-            .env("UNLEASH_SERVER_URL", unleash.base_url())
-            .env("UNLEASH_TOKEN", token)
-            .env("LOG_FORMAT", "text")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().context("duplicating the log file")?)
-            .stderr(file)
-            .spawn()
-            .with_context(|| format!("starting {} serve", options.service_binary.display()))?;
-        Ok(Service {
-            child: Some(child),
-            http_addr: http_addr.to_owned(),
-            log,
-        })
-    }
-
-    async fn wait_ready(&mut self, within: Duration) -> Result<()> {
-        let url = format!("http://{}/ready", self.http_addr);
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .context("HTTP client")?;
-        let deadline = Instant::now() + within;
-        loop {
-            if let Ok(r) = http.get(&url).send().await
-                && r.status().is_success()
-            {
-                return Ok(());
-            }
-            if let Some(status) = self.exited()? {
-                bail!(
-                    "the service exited ({status}) before it was ready; its log ends with:\n{}",
-                    self.log_tail(30)
-                );
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "the service was not ready within {within:?}; its log ends with:\n{}",
-                    self.log_tail(30)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn exited(&mut self) -> Result<Option<std::process::ExitStatus>> {
-        match self.child.as_mut() {
-            Some(c) => c.try_wait().context("checking the service"),
-            None => Ok(None),
-        }
-    }
-
-    async fn stop(&mut self) -> Result<std::process::ExitStatus> {
-        let mut child = self
-            .child
-            .take()
-            .context("the service was already stopped")?;
-        terminate(&child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_wait().context("waiting for the service")? {
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let status = child.wait().context("waiting for the killed service")?;
-                bail!("the service did not stop within 20 s of SIGTERM; killed ({status})");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn log_tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            terminate(&child);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
-
-/// SIGTERM to one process, by its id. Through the shell's built-in `kill`: a minimal system
-/// has no kill program (procps).
-fn terminate(child: &Child) {
-    let _ = Command::new("sh")
-        .args(["-c", &format!("kill -TERM {}", child.id())])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+/// The service process, with only what the story sets: settings of the caller's shell cannot
+/// change it. SIGTERM (then SIGKILL) when dropped.
+fn start_service(
+    options: &Options,
+    nats: &NatsServer,
+    unleash: &UnleashServer,
+    token: &str,
+    http_addr: &str,
+    webhook_token: &Secret,
+) -> Result<ServiceProcess> {
+    let env: [(&str, std::ffi::OsString); 8] = [
+        ("NATS_URL", nats.url().into()),
+        ("HTTP_ADDR", http_addr.into()),
+        ("HTTP_TOKEN", webhook_token.expose().into()),
+        ("RESOURCE_DIR", options.root.clone().into()),
+        ("UNLEASH_SERVER_URL", unleash.base_url().into()),
+        ("UNLEASH_TOKEN", token.into()),
+        ("LOG_FORMAT", "text".into()),
+        ("RUST_LOG", "info".into()),
+    ];
+    let mut service = ServiceProcess::spawn(&options.service_binary, env)?;
+    service.terminate_on_drop();
+    Ok(service)
 }
 
 /// The closing summary: the measured durations.

@@ -24,13 +24,13 @@
 
 use super::http_get;
 use super::postgres::{Postgres, Supervised, SupervisedSpec, fresh_temp_dir};
-use crate::config::Secret;
-use crate::unleash::{ApiMode, UnleashConfig};
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+use unleash_remediation_service::config::Secret;
+use unleash_remediation_service::unleash::{ApiMode, UnleashConfig};
 
 const NODE_HINT: &str = "run scripts/lib/prereqs.sh (it installs npm, Node.js 22 from npm when the system one is older, and the pinned servers), or by hand: apt-get install -y nodejs npm; npm ci --prefix tests/node; npm ci --prefix tests/unleash-server";
 

@@ -2,6 +2,7 @@
 //! feedback publisher onto the in-memory bus, and the targets are wiremock stubs that follow
 //! the published APIs (Dynatrace problems v1/v2, Slack incoming webhooks, Grafana annotations).
 
+use crate::common::{body, wait_requests};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use unleash_remediation_service::feedback::{
 use unleash_remediation_service::keptn::outgoing::{Link, Outcome};
 use unleash_remediation_service::keptn::{ActionInfo, EventFactory, Scope};
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const TOKEN: &str = "dt0c01.SECRET-TOKEN-VALUE";
 const V2_PATH: &str = "/api/v2/problems/-4349221618435898381_1588562640000V2/comments";
@@ -164,29 +165,6 @@ impl Run {
 
 use cloudevents::AttributesReader;
 
-async fn wait_requests(server: &MockServer, count: usize) -> Vec<Request> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = server.received_requests().await.unwrap_or_default();
-        if got.len() >= count {
-            return got;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "expected {count} requests, got {}: {:?}",
-            got.len(),
-            got.iter()
-                .map(|r| r.url.path().to_owned())
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-fn body(r: &Request) -> Value {
-    serde_json::from_slice(&r.body).expect("JSON body")
-}
-
 const START: &str = "**Remediation started** for problem \"Failure rate increase\" (website/production/front-end) by unleash-remediation-service.\n\
 Action 1: \"Serve the static page\" (toggle-feature): EnableStaticContent → on\n\
 Switch EnableStaticContent on, so that visitors get the static page from the CDN\n\
@@ -220,7 +198,7 @@ async fn tutorial_problem_gives_three_dynatrace_v2_comments_in_order() {
     // Every event went on to the bus unchanged.
     assert_eq!(run.collector.events().len(), 6);
 
-    let got = wait_requests(&dt, 3).await;
+    let got = wait_requests(&dt, 3, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let got_after = dt.received_requests().await.unwrap();
     assert_eq!(got_after.len(), 3, "exactly three comments");
@@ -278,7 +256,7 @@ async fn the_problem_url_pid_wins_over_the_details_id() {
             "EnableStaticContent: on (confirmed)",
         )
         .await;
-    let got = wait_requests(&dt, 3).await;
+    let got = wait_requests(&dt, 3, Duration::from_secs(10)).await;
     for r in &got {
         assert_eq!(r.url.path(), "/api/v2/problems/-111_222V2/comments");
     }
@@ -306,7 +284,7 @@ async fn v1_mode_posts_comment_user_and_context() {
             "EnableStaticContent: on (confirmed)",
         )
         .await;
-    let got = wait_requests(&dt, 3).await;
+    let got = wait_requests(&dt, 3, Duration::from_secs(10)).await;
     assert!(got.iter().all(|r| r.url.path() == v1));
     let first = body(&got[0]);
     assert_eq!(
@@ -354,7 +332,7 @@ async fn slack_gets_start_and_finish_and_the_webhook_every_step() {
         )
         .await;
 
-    let chat = wait_requests(&slack, 2).await;
+    let chat = wait_requests(&slack, 2, Duration::from_secs(10)).await;
     let texts: Vec<String> = chat
         .iter()
         .map(|r| body(r)["text"].as_str().unwrap().to_owned())
@@ -376,7 +354,7 @@ Keptn context: 2d343334-3932-4231-b631-383433353839"
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(slack.received_requests().await.unwrap().len(), 2);
 
-    let steps = wait_requests(&hook, 6).await;
+    let steps = wait_requests(&hook, 6, Duration::from_secs(10)).await;
     let bodies: Vec<Value> = steps.iter().map(body).collect();
     let names: Vec<&str> = bodies.iter().map(|b| b["step"].as_str().unwrap()).collect();
     assert_eq!(
@@ -469,7 +447,7 @@ async fn a_grafana_problem_gets_an_annotation_on_its_panel_and_no_dynatrace_comm
             "EnableStaticContent: on (confirmed)",
         )
         .await;
-    let got = wait_requests(&grafana, 1).await;
+    let got = wait_requests(&grafana, 1, Duration::from_secs(10)).await;
     let r = &got[0];
     assert_eq!(
         r.headers.get("authorization").unwrap(),
@@ -525,7 +503,7 @@ async fn a_problem_without_dynatrace_id_gets_no_dynatrace_call() {
         )
         .await;
     // The webhook saw the whole remediation, so the notifier ran; Dynatrace got nothing.
-    let steps = wait_requests(&hook, 6).await;
+    let steps = wait_requests(&hook, 6, Duration::from_secs(10)).await;
     assert!(body(&steps[0])["problem"]["dynatraceId"].is_null());
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(dt.received_requests().await.unwrap().is_empty());
@@ -566,7 +544,7 @@ async fn a_failing_target_is_retried_a_bounded_number_of_times_and_does_not_hold
         "publishing waited for feedback: {took:?}"
     );
     // 3 comments × (1 + 2 retries).
-    wait_requests(&dt, 9).await;
+    wait_requests(&dt, 9, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(dt.received_requests().await.unwrap().len(), 9);
 }

@@ -1,14 +1,18 @@
 //! Real processes for tests, the tutorial demo and benchmarks: a `nats-server` with JetStream,
 //! a private PostgreSQL cluster, an Unleash server from npm, Prometheus with Alertmanager and
 //! the tutorial's sample application, each on free loopback ports and stopped when its handle
-//! is dropped; and the whole tutorial with all of them ([`tutorial`]).
+//! is dropped; the service binary itself as a process ([`ServiceProcess`]); and the whole
+//! tutorial with all of them ([`tutorial`]).
 
 pub mod nats;
 pub mod postgres;
 pub mod prometheus;
 pub mod sample_app;
+pub mod service;
 pub mod tutorial;
 pub mod unleash;
+
+pub use service::ServiceProcess;
 
 /// A free TCP port on 127.0.0.1 (bound, then released).
 pub fn free_port() -> u16 {
@@ -18,9 +22,15 @@ pub fn free_port() -> u16 {
         .expect("bind 127.0.0.1:0")
 }
 
-/// The repository root (where `Cargo.toml` is), for finding committed files.
+/// The repository root (the workspace's `Cargo.toml`, two levels above this crate), for finding
+/// committed files.
 pub fn repo_root() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    crate_dir
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("crates/testkit lies two levels below the repository root")
+        .to_path_buf()
 }
 
 /// A minimal blocking HTTP/1.0 GET on 127.0.0.1 (no async runtime needed while starting).

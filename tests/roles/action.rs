@@ -6,10 +6,10 @@
 use cloudevents::{AttributesReader, Data, Event};
 use serde_json::{Value, json};
 use std::time::Duration;
+use testkit::unleash::{UnleashServer, UnleashVersion};
 use unleash_remediation_service::bus::Collector;
 use unleash_remediation_service::keptn::{self, EventFactory, Incoming, Kind, types};
 use unleash_remediation_service::roles::action::ActionRole;
-use unleash_remediation_service::testkit::unleash::{UnleashServer, UnleashVersion};
 use unleash_remediation_service::unleash::UnleashClient;
 
 const VECTOR: &str = include_str!(concat!(

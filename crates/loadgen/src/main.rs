@@ -3,10 +3,10 @@
 //! test kit and stopped at the end.
 //!
 //! ```text
-//! cargo build --release --examples --bins
-//! target/release/examples/loadgen all            # every scenario, Markdown table on stdout
-//! target/release/examples/loadgen e2e|overhead|storm|get-action|startup [--n N]
-//! target/release/examples/loadgen problems [--n 50000]   # RSS after N distinct problems
+//! cargo build --release -p unleash-remediation-service -p loadgen --bins
+//! target/release/loadgen all            # every scenario, Markdown table on stdout
+//! target/release/loadgen e2e|overhead|storm|get-action|startup [--n N]
+//! target/release/loadgen problems [--n 50000]   # RSS after N distinct problems
 //! ```
 //!
 //! Scenarios (see BENCHMARKS.md):
@@ -26,14 +26,14 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use testkit::nats::NatsServer;
+use testkit::unleash::{UnleashServer, UnleashVersion};
+use testkit::{ServiceProcess, repo_root};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use unleash_remediation_service::testkit::nats::NatsServer;
-use unleash_remediation_service::testkit::unleash::{UnleashServer, UnleashVersion};
-use unleash_remediation_service::testkit::{free_port, repo_root};
+use unleash_remediation_service::telemetry::METRIC_PREFIX;
 use unleash_remediation_service::unleash::UnleashClient;
 
 const STAGE: &str = "production";
@@ -135,14 +135,6 @@ fn ms(d: Duration) -> String {
 // ---------------------------------------------------------------------------------------------
 // The service as a process
 
-struct Service {
-    child: Option<Child>,
-    http: String,
-    started: Instant,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
 struct ServiceOpts<'a> {
     nats_url: &'a str,
     unleash_url: &'a str,
@@ -159,129 +151,69 @@ fn service_bin() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("target/release/unleash-remediation-service"))
 }
 
-impl Service {
-    fn spawn(o: &ServiceOpts) -> Result<Service> {
-        let dir = tempfile::tempdir()?;
-        let log = dir.path().join("service.log");
-        let port = free_port();
-        let bin = service_bin();
-        if !bin.is_file() {
-            bail!(
-                "{} is missing: run `cargo build --release --bins` first",
-                bin.display()
-            );
-        }
-        let mut cmd = Command::new(bin);
-        cmd.arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
-            .env("NATS_URL", o.nats_url)
-            .env("NATS_MODE", o.mode)
-            .env("ROLES", o.roles)
-            .env("RESOURCE_DIR", o.resource_dir)
-            .env("UNLEASH_SERVER_URL", o.unleash_url)
-            .env("UNLEASH_TOKEN", o.unleash_token)
-            .env("UNLEASH_API", o.unleash_api)
-            // A fresh consumer/stream/bucket name per process, so runs do not see each other.
-            .env(
-                "PUBSUB_GROUP",
-                format!(
-                    "loadgen-{}",
-                    &uuid::Uuid::new_v4().simple().to_string()[..8]
-                ),
+fn spawn_service(o: &ServiceOpts) -> Result<ServiceProcess> {
+    let bin = service_bin();
+    if !bin.is_file() {
+        bail!(
+            "{} is missing: run `cargo build --release --bins` first",
+            bin.display()
+        );
+    }
+    let env: [(&str, std::ffi::OsString); 9] = [
+        ("NATS_URL", o.nats_url.into()),
+        ("NATS_MODE", o.mode.into()),
+        ("ROLES", o.roles.into()),
+        ("RESOURCE_DIR", o.resource_dir.into()),
+        ("UNLEASH_SERVER_URL", o.unleash_url.into()),
+        ("UNLEASH_TOKEN", o.unleash_token.into()),
+        ("UNLEASH_API", o.unleash_api.into()),
+        // A fresh consumer/stream/bucket name per process, so runs do not see each other.
+        (
+            "PUBSUB_GROUP",
+            format!(
+                "loadgen-{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
             )
-            .env("SHUTDOWN_GRACE", "2s")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?);
-        let started = Instant::now();
-        let child = cmd.spawn().context("spawning the service binary")?;
-        Ok(Service {
-            child: Some(child),
-            http: format!("http://127.0.0.1:{port}"),
-            started,
-            log,
-            _dir: dir,
-        })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-
-    /// Polls `/ready` every 2 ms (20 s at most); the time since spawn when it answered 200.
-    async fn wait_ready(&mut self, http: &reqwest::Client) -> Result<Duration> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                bail!("service exited ({status}); log:\n{}", self.log_tail());
-            }
-            if let Ok(r) = http.get(format!("{}/ready", self.http)).send().await
-                && r.status().as_u16() == 200
-            {
-                return Ok(self.started.elapsed());
-            }
-            if Instant::now() > deadline {
-                bail!("service not ready within 20 s; log:\n{}", self.log_tail());
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
-
-    /// A counter from `/metrics`: the sum of every series of `name` whose labels contain `label`.
-    async fn metric(&self, http: &reqwest::Client, name: &str, label: &str) -> Result<f64> {
-        let text = http
-            .get(format!("{}/metrics", self.http))
-            .send()
-            .await?
-            .text()
-            .await?;
-        let mut sum = 0.0;
-        for line in text.lines() {
-            // Every series of the service carries the `unleash_remediation_` prefix.
-            let line = line.strip_prefix("unleash_remediation_").unwrap_or(line);
-            let series =
-                line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "));
-            if series
-                && line.contains(label)
-                && let Some(v) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok())
-            {
-                sum += v;
-            }
-        }
-        Ok(sum)
-    }
-
-    /// (VmRSS, VmHWM) in KiB.
-    fn memory(&self) -> (u64, u64) {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
-    }
+            .into(),
+        ),
+        ("SHUTDOWN_GRACE", "2s".into()),
+    ];
+    ServiceProcess::spawn(bin, env)
 }
 
-impl Drop for Service {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+/// Polls `/ready` every 2 ms (20 s at most); the time since spawn when it answered 200.
+async fn wait_ready(svc: &mut ServiceProcess) -> Result<Duration> {
+    svc.wait_ready(Duration::from_secs(20), Duration::from_millis(2))
+        .await
+}
+
+/// A counter from `/metrics`: the sum of every series of `name` (without the service's
+/// `unleash_remediation_` prefix) whose labels contain `label`.
+async fn metric(
+    svc: &ServiceProcess,
+    http: &reqwest::Client,
+    name: &str,
+    label: &str,
+) -> Result<f64> {
+    let name = format!("{METRIC_PREFIX}_{name}");
+    let text = http
+        .get(format!("{}/metrics", svc.http()))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let mut sum = 0.0;
+    for line in text.lines() {
+        let series =
+            line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "));
+        if series
+            && line.contains(label)
+            && let Some(v) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok())
+        {
+            sum += v;
         }
     }
+    Ok(sum)
 }
 
 fn mib(kib: u64) -> String {
@@ -586,8 +518,7 @@ async fn scenario_e2e(report: &mut Report, n: usize, mode: &str) -> Result<()> {
     let client = UnleashClient::new(unleash.admin_config())?;
     client.create_flag(&flag).await?;
     let dir = resource_dir(&flag)?;
-    let http = reqwest::Client::new();
-    let mut svc = Service::spawn(&ServiceOpts {
+    let mut svc = spawn_service(&ServiceOpts {
         nats_url: &nats_server.url(),
         unleash_url: &unleash.base_url(),
         unleash_token: unleash.admin_token(),
@@ -596,7 +527,7 @@ async fn scenario_e2e(report: &mut Report, n: usize, mode: &str) -> Result<()> {
         roles: "remediator,get-action,action",
         resource_dir: dir.path(),
     })?;
-    svc.wait_ready(&http).await?;
+    wait_ready(&mut svc).await?;
 
     let sc = format!("1. end-to-end, real Unleash 7.5.1 ({mode})");
     let (e2e, not_pass) = sequential_remediations(&nats_server.url(), n, "e2e").await?;
@@ -637,8 +568,7 @@ async fn scenario_overhead(report: &mut Report, n: usize, mode: &str) -> Result<
     let nats_server = NatsServer::start()?;
     let (responder, requests) = instant_responder().await?;
     let dir = resource_dir("LoadFlag")?;
-    let http = reqwest::Client::new();
-    let mut svc = Service::spawn(&ServiceOpts {
+    let mut svc = spawn_service(&ServiceOpts {
         nats_url: &nats_server.url(),
         unleash_url: &responder,
         unleash_token: "instant",
@@ -647,7 +577,7 @@ async fn scenario_overhead(report: &mut Report, n: usize, mode: &str) -> Result<
         roles: "remediator,get-action,action",
         resource_dir: dir.path(),
     })?;
-    svc.wait_ready(&http).await?;
+    wait_ready(&mut svc).await?;
     let sc = format!("2. service overhead, instant responder ({mode})");
     let (e2e, not_pass) = sequential_remediations(&nats_server.url(), n, "ovh").await?;
     let nats = nats_floor(&nats_server.url(), n).await?;
@@ -686,7 +616,7 @@ async fn scenario_storm(
     let (responder, _requests) = instant_responder().await?;
     let dir = resource_dir("LoadFlag")?;
     let http = reqwest::Client::new();
-    let mut svc = Service::spawn(&ServiceOpts {
+    let mut svc = spawn_service(&ServiceOpts {
         nats_url: &nats_server.url(),
         unleash_url: &responder,
         unleash_token: "instant",
@@ -695,7 +625,7 @@ async fn scenario_storm(
         roles: "remediator,get-action,action",
         resource_dir: dir.path(),
     })?;
-    svc.wait_ready(&http).await?;
+    wait_ready(&mut svc).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (idle_rss, _) = svc.memory();
 
@@ -732,9 +662,7 @@ async fn scenario_storm(
         .collect();
     let publisher = async_nats::connect(&nats_server.url()).await?;
     let subject = "sh.keptn.event.problem.open";
-    let before = svc
-        .metric(&http, "events_received_total", "problem.open")
-        .await?;
+    let before = metric(&svc, &http, "events_received_total", "problem.open").await?;
     let t0 = Instant::now();
     for p in payloads {
         publisher.publish(subject, p).await?;
@@ -750,10 +678,7 @@ async fn scenario_storm(
     // stop after 5 s without change and report what arrived and when the last one did.
     let mut last_change = t0.elapsed();
     while Instant::now() < deadline {
-        let now = svc
-            .metric(&http, "events_received_total", "problem.open")
-            .await?
-            - before;
+        let now = metric(&svc, &http, "events_received_total", "problem.open").await? - before;
         if now != received {
             received = now;
             last_change = t0.elapsed();
@@ -776,8 +701,7 @@ async fn scenario_storm(
     // a few quiet seconds.
     tokio::time::sleep(Duration::from_secs(6)).await;
     let (after, peak) = svc.memory();
-    let duplicates = svc
-        .metric(&http, "duplicates_total", "")
+    let duplicates = metric(&svc, &http, "duplicates_total", "")
         .await
         .unwrap_or(0.0);
     let sc =
@@ -878,8 +802,7 @@ async fn scenario_storm(
 async fn scenario_get_action(report: &mut Report, n: usize) -> Result<()> {
     let nats_server = NatsServer::start()?;
     let dir = resource_dir("LoadFlag")?;
-    let http = reqwest::Client::new();
-    let mut svc = Service::spawn(&ServiceOpts {
+    let mut svc = spawn_service(&ServiceOpts {
         nats_url: &nats_server.url(),
         unleash_url: "http://127.0.0.1:9/api",
         unleash_token: "unused",
@@ -888,7 +811,7 @@ async fn scenario_get_action(report: &mut Report, n: usize) -> Result<()> {
         roles: "get-action",
         resource_dir: dir.path(),
     })?;
-    svc.wait_ready(&http).await?;
+    wait_ready(&mut svc).await?;
     let nats = async_nats::connect(&nats_server.url()).await?;
     let sc = "4. get-action (core, no Unleash)";
 
@@ -976,12 +899,11 @@ async fn scenario_get_action(report: &mut Report, n: usize) -> Result<()> {
 async fn scenario_startup(report: &mut Report, starts: usize) -> Result<()> {
     let nats_server = NatsServer::start()?;
     let dir = resource_dir("LoadFlag")?;
-    let http = reqwest::Client::new();
     for mode in ["core", "jetstream"] {
         let mut ready = Vec::new();
         let mut rss = Vec::new();
         for _ in 0..starts {
-            let mut svc = Service::spawn(&ServiceOpts {
+            let mut svc = spawn_service(&ServiceOpts {
                 nats_url: &nats_server.url(),
                 unleash_url: "http://127.0.0.1:9/api",
                 unleash_token: "unused",
@@ -990,7 +912,7 @@ async fn scenario_startup(report: &mut Report, starts: usize) -> Result<()> {
                 roles: "remediator,get-action,action",
                 resource_dir: dir.path(),
             })?;
-            ready.push(svc.wait_ready(&http).await?);
+            ready.push(wait_ready(&mut svc).await?);
             tokio::time::sleep(Duration::from_millis(1000)).await;
             rss.push(svc.memory());
         }
