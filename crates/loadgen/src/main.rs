@@ -324,14 +324,33 @@ async fn round_trip(
 /// A minimal HTTP/1.1 server with keep-alive: 200 to every request; the feature GET answers
 /// `{"environments":[{"name":"production","enabled":true}]}`. Counts requests.
 async fn instant_responder() -> Result<(String, Arc<AtomicU64>)> {
+    let (url, count, _) = responder(None).await?;
+    Ok((url, count))
+}
+
+/// When the last toggle request (a POST) was answered.
+type Switched = Arc<std::sync::Mutex<Option<Instant>>>;
+
+/// A local HTTP/1.1 server on 127.0.0.1: with `upstream` (an Unleash base URL ending in `/api`)
+/// it forwards every request there and returns Unleash's answer; without, it answers at once
+/// (a GET with the flag on, anything else `{}`). It counts requests and notes when each POST
+/// was answered (for "time to flag switched"). Returns its base URL (`…/api`).
+async fn responder(upstream: Option<String>) -> Result<(String, Arc<AtomicU64>, Switched)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let count = Arc::new(AtomicU64::new(0));
+    let switched: Switched = Default::default();
     let counter = count.clone();
+    let switched_at = switched.clone();
+    let forward = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let upstream = upstream.map(|u| u.trim_end_matches("/api").to_owned());
     tokio::spawn(async move {
         while let Ok((mut sock, _)) = listener.accept().await {
             let _ = sock.set_nodelay(true);
-            let counter = counter.clone();
+            let (counter, switched_at) = (counter.clone(), switched_at.clone());
+            let (forward, upstream) = (forward.clone(), upstream.clone());
             tokio::spawn(async move {
                 let mut buf: Vec<u8> = Vec::with_capacity(4096);
                 let mut chunk = [0u8; 4096];
@@ -347,13 +366,14 @@ async fn instant_responder() -> Result<(String, Arc<AtomicU64>)> {
                         }
                     };
                     let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-                    let body_len = head
-                        .lines()
-                        .find_map(|l| {
+                    let header = |name: &str| {
+                        head.lines().find_map(|l| {
                             let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case("content-length")
-                                .then(|| v.trim().parse::<usize>().ok())?
+                            k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
                         })
+                    };
+                    let body_len = header("content-length")
+                        .and_then(|v| v.parse::<usize>().ok())
                         .unwrap_or(0);
                     while buf.len() < head_end + body_len {
                         match sock.read(&mut chunk).await {
@@ -361,19 +381,45 @@ async fn instant_responder() -> Result<(String, Arc<AtomicU64>)> {
                             Ok(n) => buf.extend_from_slice(&chunk[..n]),
                         }
                     }
+                    let body = buf[head_end..head_end + body_len].to_vec();
                     buf.drain(..head_end + body_len);
                     counter.fetch_add(1, Ordering::Relaxed);
-                    let body: &[u8] = if head.starts_with("GET ") {
-                        br#"{"name":"flag","environments":[{"name":"production","enabled":true}]}"#
-                    } else {
-                        b"{}"
+                    let is_post = head.starts_with("POST ");
+                    let (status, answer) = match &upstream {
+                        None if head.starts_with("GET ") => (
+                            200,
+                            br#"{"name":"flag","environments":[{"name":"production","enabled":true}]}"#.to_vec(),
+                        ),
+                        None => (200, b"{}".to_vec()),
+                        Some(base) => {
+                            let mut parts = head.split_whitespace();
+                            let (method, target) = (parts.next().unwrap_or("GET"), parts.next().unwrap_or("/"));
+                            let method = reqwest::Method::from_bytes(method.as_bytes())
+                                .unwrap_or(reqwest::Method::GET);
+                            let mut req = forward.request(method, format!("{base}{target}")).body(body);
+                            for name in ["authorization", "content-type", "accept"] {
+                                if let Some(v) = header(name) {
+                                    req = req.header(name, v);
+                                }
+                            }
+                            match req.send().await {
+                                Ok(r) => {
+                                    let status = r.status().as_u16();
+                                    (status, r.bytes().await.map(|b| b.to_vec()).unwrap_or_default())
+                                }
+                                Err(_) => (502, b"{}".to_vec()),
+                            }
+                        }
                     };
+                    if is_post {
+                        *switched_at.lock().unwrap() = Some(Instant::now());
+                    }
                     let response = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                        body.len()
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                        answer.len()
                     );
                     let mut out = response.into_bytes();
-                    out.extend_from_slice(body);
+                    out.extend_from_slice(&answer);
                     if sock.write_all(&out).await.is_err() {
                         return;
                     }
@@ -381,7 +427,7 @@ async fn instant_responder() -> Result<(String, Arc<AtomicU64>)> {
             });
         }
     });
-    Ok((format!("http://{addr}/api"), count))
+    Ok((format!("http://{addr}/api"), count, switched))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -467,6 +513,19 @@ async fn sequential_remediations(
     n: usize,
     label: &str,
 ) -> Result<(Vec<Duration>, usize)> {
+    let (e2e, _, not_pass) = sequential_remediations_switched(svc_nats, n, label, None).await?;
+    Ok((e2e, not_pass))
+}
+
+/// [`sequential_remediations`], also noting for each one when its toggle was answered
+/// (`switched`, set by [`responder`]): publish → remediation.finished, publish → flag switched.
+async fn sequential_remediations_switched(
+    svc_nats: &str,
+    n: usize,
+    label: &str,
+    switched: Option<&Switched>,
+) -> Result<(Vec<Duration>, Vec<Duration>, usize)> {
+    let mut to_switch = Vec::with_capacity(n);
     let nats = async_nats::connect(svc_nats).await?;
     let mut sub = nats
         .subscribe("sh.keptn.event.remediation.finished")
@@ -477,6 +536,10 @@ async fn sequential_remediations(
     for i in 0..n + WARM_UP {
         let context = uuid::Uuid::new_v4().to_string();
         let event = problem_open(&format!("{label}-{i}-{}", &context[..8]), &context);
+        if let Some(s) = switched {
+            *s.lock().unwrap() = None;
+        }
+        let t0 = Instant::now();
         let (d, finished) = round_trip(
             &nats,
             &mut sub,
@@ -496,9 +559,12 @@ async fn sequential_remediations(
         }
         if i >= WARM_UP {
             out.push(d);
+            if let Some(at) = switched.and_then(|s| *s.lock().unwrap()) {
+                to_switch.push(at.saturating_duration_since(t0));
+            }
         }
     }
-    Ok((out, not_pass))
+    Ok((out, to_switch, not_pass))
 }
 
 async fn scenario_e2e(report: &mut Report, n: usize, mode: &str) -> Result<()> {
@@ -549,6 +615,16 @@ async fn scenario_e2e(report: &mut Report, n: usize, mode: &str) -> Result<()> {
         &format!("status (POST, GET) seen: {statuses:?}"),
     );
     report.latencies(&sc, "floor: NATS + Unleash (per-sample sum)", &floor, "");
+    // The service also reads the flag before switching it (for `from` in action.finished):
+    // one more GET than the floor above.
+    let (read, _) = unleash_read(&unleash.base_url(), unleash.admin_token(), &flag, n).await?;
+    let with_read: Vec<Duration> = floor.iter().zip(&read).map(|(a, b)| *a + *b).collect();
+    report.latencies(
+        &sc,
+        "floor + the read before the switch (GET)",
+        &with_read,
+        "what the service's requests cost at least",
+    );
     let ratio = Stats::of(&e2e).p50.as_secs_f64() / Stats::of(&floor).p50.as_secs_f64();
     report.add(
         &sc,
@@ -559,14 +635,108 @@ async fn scenario_e2e(report: &mut Report, n: usize, mode: &str) -> Result<()> {
             if ratio <= 1.3 { "met" } else { "NOT met" }
         ),
     );
+    let ratio_read = Stats::of(&e2e).p50.as_secs_f64() / Stats::of(&with_read).p50.as_secs_f64();
+    report.add(
+        &sc,
+        "ratio e2e p50 / (floor + read) p50",
+        format!("{ratio_read:.2}×"),
+        "",
+    );
+    drop(svc);
+
+    // Time to flag switched: the same service behind a forwarding responder that notes when
+    // Unleash answered each POST; its floor is a NATS hop plus one POST through the same
+    // responder.
+    let (proxy, _, switched) = responder(Some(unleash.base_url())).await?;
+    let mut svc = spawn_service(&ServiceOpts {
+        nats_url: &nats_server.url(),
+        unleash_url: &proxy,
+        unleash_token: unleash.admin_token(),
+        unleash_api: "v4",
+        mode,
+        roles: "remediator,get-action,action",
+        resource_dir: dir.path(),
+    })?;
+    wait_ready(&mut svc).await?;
+    let (_, to_switch, _) =
+        sequential_remediations_switched(&nats_server.url(), n, "sw", Some(&switched)).await?;
+    let (post, _) = unleash_post(&proxy, unleash.admin_token(), &flag, n).await?;
+    let switch_floor: Vec<Duration> = nats.iter().zip(&post).map(|(a, b)| *a + *b).collect();
+    report.latencies(
+        &sc,
+        "problem.open → Unleash answered the toggle (through the forwarding responder)",
+        &to_switch,
+        "",
+    );
+    report.latencies(
+        &sc,
+        "floor: NATS hop + one POST (same responder)",
+        &switch_floor,
+        "",
+    );
+    let ratio = Stats::of(&to_switch).p50.as_secs_f64() / Stats::of(&switch_floor).p50.as_secs_f64();
+    report.add(
+        &sc,
+        "ratio time to flag switched p50 / floor p50",
+        format!("{ratio:.2}×"),
+        format!(
+            "target ≤ 1.1× — {}",
+            if ratio <= 1.1 { "met" } else { "NOT met" }
+        ),
+    );
     drop(svc);
     drop(unleash);
     Ok(())
 }
 
+/// GET the feature (the service's read before a switch), n times after a warm-up.
+async fn unleash_read(base: &str, token: &str, flag: &str, n: usize) -> Result<(Vec<Duration>, u16)> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let get = format!("{base}/admin/projects/default/features/{flag}");
+    let mut out = Vec::with_capacity(n);
+    let mut status = 0;
+    for i in 0..n + WARM_UP {
+        let t0 = Instant::now();
+        let r = http.get(&get).header("Authorization", token).send().await?;
+        status = r.status().as_u16();
+        let _ = r.bytes().await?;
+        if i >= WARM_UP {
+            out.push(t0.elapsed());
+        }
+    }
+    Ok((out, status))
+}
+
+/// POST …/on alone, n times after a warm-up.
+async fn unleash_post(base: &str, token: &str, flag: &str, n: usize) -> Result<(Vec<Duration>, u16)> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let post = format!("{base}/admin/projects/default/features/{flag}/environments/{STAGE}/on");
+    let mut out = Vec::with_capacity(n);
+    let mut status = 0;
+    for i in 0..n + WARM_UP {
+        let t0 = Instant::now();
+        let r = http
+            .post(&post)
+            .header("Authorization", token)
+            .json(&json!({}))
+            .send()
+            .await?;
+        status = r.status().as_u16();
+        let _ = r.bytes().await?;
+        if i >= WARM_UP {
+            out.push(t0.elapsed());
+        }
+    }
+    Ok((out, status))
+}
+
 async fn scenario_overhead(report: &mut Report, n: usize, mode: &str) -> Result<()> {
     let nats_server = NatsServer::start()?;
-    let (responder, requests) = instant_responder().await?;
+    let (responder, requests, switched) = responder(None).await?;
     let dir = resource_dir("LoadFlag")?;
     let mut svc = spawn_service(&ServiceOpts {
         nats_url: &nats_server.url(),
@@ -579,7 +749,8 @@ async fn scenario_overhead(report: &mut Report, n: usize, mode: &str) -> Result<
     })?;
     wait_ready(&mut svc).await?;
     let sc = format!("2. service overhead, instant responder ({mode})");
-    let (e2e, not_pass) = sequential_remediations(&nats_server.url(), n, "ovh").await?;
+    let (e2e, to_switch, not_pass) =
+        sequential_remediations_switched(&nats_server.url(), n, "ovh", Some(&switched)).await?;
     let nats = nats_floor(&nats_server.url(), n).await?;
     report.latencies(
         &sc,
@@ -590,6 +761,12 @@ async fn scenario_overhead(report: &mut Report, n: usize, mode: &str) -> Result<
             requests.load(Ordering::Relaxed)
         )
         .as_str(),
+    );
+    report.latencies(
+        &sc,
+        "problem.open → toggle answered (time to flag switched)",
+        &to_switch,
+        "",
     );
     report.latencies(&sc, "floor: NATS request/reply", &nats, "");
     let p99 = Stats::of(&e2e).p99;
