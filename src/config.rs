@@ -4,45 +4,10 @@
 //! the environment or flags but their values are never shown: `--help` hides them and
 //! [`Secret`] prints `***`.
 
+pub use crate::secret::Secret;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// A value that must never be printed.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl std::fmt::Display for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_owned()))
-    }
-}
 
 /// Parses a plain number of seconds or a sum of number-unit parts: `500ms`, `30s`, `10m`,
 /// `1h30m`, `2d`, `1w`, `1.5h` (units `ms`, `s`, `m`, `h`, `d`, `w`). Too large a value is an
@@ -388,7 +353,7 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLOWED_FLAGS", value_delimiter = ',', num_args = 0..)]
     pub allowed_flags: Option<Vec<String>>,
     /// Flags one action may name; an action with more is refused whole, before any request.
-    #[arg(long, env = "MAX_FLAGS_PER_ACTION", default_value_t = crate::unleash::DEFAULT_MAX_FLAGS)]
+    #[arg(long, env = "MAX_FLAGS_PER_ACTION", default_value_t = crate::roles::action::DEFAULT_MAX_FLAGS)]
     pub max_flags_per_action: usize,
     /// Evaluate and report every step (events carry `dryRun: true`) but write nothing to
     /// Unleash; flags are only read.
@@ -661,13 +626,5 @@ mod tests {
             panic!("expected serve")
         };
         assert_eq!(args.roles, vec![Role::Action]);
-    }
-
-    #[test]
-    fn secrets_do_not_print() {
-        assert_eq!(
-            format!("{:?} {}", Secret::new("s3cr3t"), Secret::new("s3cr3t")),
-            "*** ***"
-        );
     }
 }

@@ -28,7 +28,7 @@
 //! # Where behaviours live
 //! - duplicates, replays, escalation, timeouts, close actions: [`roles::remediator`] and [`state`];
 //! - acknowledgement and redelivery: [`service::nats`];
-//! - which flags, in which order, allowed flags, dry run: [`unleash::toggle`] and [`roles::action`];
+//! - which flags, in which order, allowed flags, dry run: [`roles::action::toggle`] and [`roles::action`];
 //! - HTTP authentication, content types and answers: [`service::http`].
 //!
 //! How it all works, in prose: `docs/design.md`.
@@ -37,11 +37,13 @@ pub mod bus;
 pub mod commands;
 pub mod config;
 pub mod feedback;
+pub mod http_client;
 pub mod keptn;
 pub mod monitoring;
 pub mod redact;
 pub mod resources;
 pub mod roles;
+pub mod secret;
 pub mod service;
 pub mod state;
 pub mod telemetry;

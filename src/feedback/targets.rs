@@ -5,19 +5,11 @@ use super::steps::{Step, StepKind};
 use super::text::{Flavor, grafana_annotation, message, webhook_body};
 use super::{DynatraceTarget, FeedbackConfig, GrafanaTarget};
 use crate::config::{DynatraceApi, Secret};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
-
-/// A path segment keeps the unreserved characters (Dynatrace ids look like `-43_1588V2`).
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
 
 /// `context` of every Dynatrace comment.
 const CONTEXT: &str = "unleash-remediation-service";
@@ -57,7 +49,8 @@ impl TargetKind {
             TargetKind::Dynatrace(d) => {
                 let pid = step.problem.dynatrace_id.as_deref()?;
                 let text = message(step, Flavor::Markdown)?;
-                let pid = utf8_percent_encode(pid, SEGMENT);
+                // One path segment; unreserved characters stay (ids look like `-43_1588V2`).
+                let pid = crate::http_client::segment(pid);
                 let (path, body) = match d.api {
                     DynatraceApi::V2 => (
                         format!("/api/v2/problems/{pid}/comments"),

@@ -354,7 +354,7 @@ fn build_action_role(
                 .collect::<Vec<_>>()
         });
         let policy =
-            crate::unleash::FlagPolicy::new(allowed, args.max_flags_per_action, args.dry_run)
+            crate::roles::action::FlagPolicy::new(allowed, args.max_flags_per_action, args.dry_run)
                 .map_err(anyhow::Error::msg)?;
         Some(
             crate::roles::action::ActionRole::new(
@@ -383,9 +383,7 @@ fn build_pipeline(
         Ok(match &args.keptn_api_endpoint {
             Some(endpoint) => ResourceSource::KeptnApi(KeptnApiSource::new(
                 endpoint,
-                crate::resources::ApiToken::new(
-                    args.keptn_api_token.clone().unwrap_or_default().expose(),
-                ),
+                args.keptn_api_token.clone().unwrap_or_default(),
                 match args.keptn_resource_api {
                     KeptnResourceApi::ResourceService => ResourceApi::ResourceService,
                     KeptnResourceApi::ConfigurationService => ResourceApi::ConfigurationService,
