@@ -73,14 +73,14 @@ impl Scrubber {
             }
         };
         let expose = |s: &Option<crate::config::Secret>| s.as_ref().map(|s| s.expose().to_owned());
-        if let Some(token) = expose(&args.unleash_token) {
+        if let Some(token) = expose(&args.unleash.token) {
             add(Some(&token));
             let basic = base64::engine::general_purpose::STANDARD
-                .encode(format!("{}:{token}", args.unleash_user));
+                .encode(format!("{}:{token}", args.unleash.user));
             add(Some(&basic));
         }
         for s in [
-            &args.keptn_api_token,
+            &args.resources.keptn_api_token,
             &args.nats.nats_token,
             &args.nats.nats_password,
             &args.nats.nats_nkey,
@@ -98,8 +98,8 @@ impl Scrubber {
             }
         }
         for url in [
-            args.keptn_api_endpoint.as_deref(),
-            Some(&args.unleash_server_url),
+            args.resources.keptn_api_endpoint.as_deref(),
+            Some(&args.unleash.server_url),
         ]
         .into_iter()
         .flatten()

@@ -265,12 +265,12 @@ fn read_file(path: &Path) -> Result<Option<Loaded>, SourceError> {
     Ok(Some(Loaded { text, origin }))
 }
 
-/// Which Keptn service stores resources.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which Keptn service stores resources (`KEPTN_RESOURCE_API`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ResourceApi {
-    /// `resource-service` (Keptn 0.12 – 1.x); reads the version named by `gitCommitID`.
+    /// Keptn ≥ 0.12 (`/resource-service/v1/...`); reads the version named by `gitCommitID`.
     ResourceService,
-    /// `configuration-service` (Keptn < 0.12); no commit parameter.
+    /// Keptn < 0.12 (`/configuration-service/v1/...`); no commit parameter.
     ConfigurationService,
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::UnleashError;
 
 /// Which Unleash API to speak, as configured (`UNLEASH_API`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ApiMode {
     /// Ask the server once, then remember the answer.
     #[default]
