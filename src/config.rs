@@ -10,6 +10,7 @@
 //! the environment or flags but their values are never shown: `--help` hides them and
 //! [`Secret`] prints `***`.
 
+use crate::redact::Scrubber;
 use crate::resources::{DirSource, KeptnApiSource, ResourceApi, ResourceSource, SourceError};
 use crate::roles::action::FlagPolicy;
 pub use crate::secret::Secret;
@@ -427,6 +428,58 @@ pub struct ServeArgs {
     pub feedback: FeedbackArgs,
 }
 
+impl ServeArgs {
+    /// Every secret `serve` is configured with: the Unleash token (and its v3 Basic form), the
+    /// Keptn API token, the NATS token, password and nkey seed, the HTTP token, and the
+    /// passwords (for NATS also the tokens) written into the NATS, Keptn API and Unleash URLs.
+    pub fn scrubber(&self) -> Scrubber {
+        use base64::Engine as _;
+        let mut secrets: Vec<String> = Vec::new();
+        let mut add = |s: Option<&str>| {
+            if let Some(s) = s.filter(|s| !s.is_empty()) {
+                secrets.push(s.to_owned());
+            }
+        };
+        let expose = |s: &Option<Secret>| s.as_ref().map(|s| s.expose().to_owned());
+        if let Some(token) = expose(&self.unleash.token) {
+            add(Some(&token));
+            let basic = base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{token}", self.unleash.user));
+            add(Some(&basic));
+        }
+        for s in [
+            &self.resources.keptn_api_token,
+            &self.nats.nats_token,
+            &self.nats.nats_password,
+            &self.nats.nats_nkey,
+            &self.http_token,
+            &self.feedback.dynatrace_api_token,
+            &self.feedback.grafana_api_token,
+            &self.feedback.slack_webhook_url,
+            &self.feedback.notify_webhook_url,
+        ] {
+            add(expose(s).as_deref());
+        }
+        for url in self.nats.url().split(',') {
+            for s in crate::redact::url_secrets(url.trim(), true) {
+                add(Some(&s));
+            }
+        }
+        for url in [
+            self.resources.keptn_api_endpoint.as_deref(),
+            Some(&self.unleash.server_url),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            for s in crate::redact::url_secrets(url, false) {
+                add(Some(&s));
+            }
+        }
+        Scrubber::new(secrets)
+    }
+}
+
 /// Where `remediation.yaml` and `shipyard.yaml` come from (docs/design.md §3).
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Resources")]
@@ -822,5 +875,41 @@ mod tests {
             panic!("expected serve")
         };
         assert_eq!(args.roles, vec![Role::Action]);
+    }
+
+    #[test]
+    fn takes_the_secrets_from_the_settings_and_the_urls() {
+        let cli = Cli::parse_args([
+            "x",
+            "--nats-url",
+            "nats://svc:nats-pass@127.0.0.1:4222,nats://nats-token@127.0.0.2:4222",
+            "--keptn-api-endpoint",
+            "http://keptn:keptn-pass@keptn/api",
+            "--keptn-api-token",
+            "keptn-token",
+            "--unleash-token",
+            "unleash-token",
+            "--http-token",
+            "http-token",
+            "--nats-nkey",
+            "SUAnkeyseed",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        let s = args.scrubber();
+        for secret in [
+            "nats-pass",
+            "nats-token",
+            "keptn-pass",
+            "keptn-token",
+            "unleash-token",
+            "http-token",
+            "SUAnkeyseed",
+        ] {
+            assert_eq!(s.scrub(&format!("<{secret}>")), "<***>", "{secret}");
+        }
+        assert_eq!(s.scrub("keptn svc 127.0.0.1"), "keptn svc 127.0.0.1");
     }
 }

@@ -64,7 +64,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let metrics = crate::telemetry::metrics_handle();
-    let scrubber = Arc::new(crate::redact::Scrubber::from_serve_args(&args));
+    let scrubber = Arc::new(args.scrubber());
     crate::redact::scrub_logs_with(scrubber.clone());
     let events = EventFactory::new(args.event_source.clone())
         .with_scrubber(scrubber)
