@@ -1,48 +1,23 @@
 //! Every setting, as a command-line flag and an environment variable (docs/design.md §6–9).
 //!
+//! `serve`'s settings come in groups, each under its own heading in `--help` (NATS, JetStream,
+//! Remediator, Resources, Unleash, Action role, HTTP, Feedback). A group that configures one
+//! part builds that part's typed configuration: [`UnleashArgs::client_config`],
+//! [`FlagPolicyArgs::policy`], [`ResourceArgs::source`]. The enums the settings take are the
+//! domain's own ([`crate::unleash::ApiMode`], [`crate::resources::ResourceApi`]).
+//!
 //! Secrets (Unleash token, NATS token/password/nkey, Keptn API token, HTTP token) are read from
 //! the environment or flags but their values are never shown: `--help` hides them and
 //! [`Secret`] prints `***`.
 
+use crate::redact::Scrubber;
+use crate::resources::{DirSource, KeptnApiSource, ResourceApi, ResourceSource, SourceError};
+use crate::roles::action::FlagPolicy;
+pub use crate::secret::Secret;
+use crate::unleash::{ApiMode, UnleashConfig};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// A value that must never be printed.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl std::fmt::Display for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_owned()))
-    }
-}
 
 /// Parses a plain number of seconds or a sum of number-unit parts: `500ms`, `30s`, `10m`,
 /// `1h30m`, `2d`, `1w`, `1.5h` (units `ms`, `s`, `m`, `h`, `d`, `w`). Too large a value is an
@@ -184,26 +159,12 @@ pub enum LogFormat {
     Text,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum UnleashApi {
-    Auto,
-    V4,
-    V3,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum KeptnResourceApi {
-    /// Keptn ≥ 0.12 (`/resource-service/v1/...`).
-    ResourceService,
-    /// Keptn < 0.12 (`/configuration-service/v1/...`).
-    ConfigurationService,
-}
-
 /// Where NATS is when nothing says otherwise.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 
 /// How to reach NATS (shared by `serve` and `send`).
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "NATS")]
 pub struct NatsArgs {
     /// NATS server URL(s), comma-separated [default: nats://127.0.0.1:4222]. Without this flag
     /// and NATS_URL, Keptn's PUBSUB_URL or EVENTBROKER is used.
@@ -259,6 +220,9 @@ impl NatsArgs {
     }
 }
 
+/// The `serve` settings, grouped as `--help` shows them. The groups that configure one part
+/// build that part's typed configuration themselves: [`UnleashArgs::client_config`],
+/// [`FlagPolicyArgs::policy`], [`ResourceArgs::source`], [`FeedbackArgs`] (see `feedback`).
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Roles this process plays, comma-separated.
@@ -269,49 +233,6 @@ pub struct ServeArgs {
         default_value = "remediator,get-action,action"
     )]
     pub roles: Vec<Role>,
-
-    #[command(flatten)]
-    pub nats: NatsArgs,
-    /// How events are consumed from NATS.
-    #[arg(long, env = "NATS_MODE", value_enum, default_value = "auto")]
-    pub nats_mode: NatsMode,
-    /// Queue group (core) and durable consumer prefix (JetStream); replicas with the same group share the work.
-    #[arg(
-        long,
-        env = "PUBSUB_GROUP",
-        default_value = "unleash-remediation-service"
-    )]
-    pub pubsub_group: String,
-    /// Subjects to subscribe, comma-separated; by default the subjects of the enabled roles.
-    #[arg(long, env = "PUBSUB_TOPIC", value_delimiter = ',')]
-    pub pubsub_topic: Vec<String>,
-    /// JetStream stream to create when no existing stream covers the subjects (it takes `sh.keptn.>`).
-    #[arg(long, env = "NATS_STREAM", default_value = "keptn")]
-    pub nats_stream: String,
-    /// JetStream: how long a delivered event may stay unacknowledged before it is redelivered.
-    #[arg(long, env = "ACK_WAIT", default_value = "30s", value_parser = parse_duration)]
-    pub ack_wait: Duration,
-    /// JetStream: deliveries of one event before it is given up with a sh.keptn.log.error.
-    #[arg(long, env = "MAX_DELIVER", default_value_t = 5)]
-    pub max_deliver: i64,
-    /// JetStream key-value bucket holding remediation state (duplicate protection).
-    #[arg(
-        long,
-        env = "STATE_BUCKET",
-        default_value = "unleash-remediation-state"
-    )]
-    pub state_bucket: String,
-    /// How long a remediated problem is remembered when no CLOSED event arrives.
-    #[arg(long, env = "STATE_TTL", default_value = "24h", value_parser = parse_duration)]
-    pub state_ttl: Duration,
-    /// Messages a core-NATS subscription buffers while the handlers are busy; beyond this the
-    /// client drops messages (an alert storm arrives much faster than it can be handled).
-    #[arg(long, env = "NATS_SUBSCRIPTION_CAPACITY", default_value_t = 262_144)]
-    pub nats_subscription_capacity: usize,
-    /// Events handled at once by this process.
-    #[arg(long, env = "CONCURRENCY", default_value_t = 256)]
-    pub concurrency: usize,
-
     /// `source` of every event sent.
     #[arg(
         long,
@@ -319,6 +240,100 @@ pub struct ServeArgs {
         default_value = "unleash-remediation-service"
     )]
     pub event_source: String,
+    /// Evaluate and report every step (events carry `dryRun: true`) but write nothing to
+    /// Unleash; flags are only read.
+    #[arg(long, env = "DRY_RUN", default_value_t = false)]
+    pub dry_run: bool,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// How long shutdown waits for events in flight.
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Events handled at once by this process.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 256)]
+    pub concurrency: usize,
+
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// How events are consumed from NATS.
+    #[arg(
+        long,
+        env = "NATS_MODE",
+        value_enum,
+        default_value = "auto",
+        help_heading = "NATS"
+    )]
+    pub nats_mode: NatsMode,
+    /// Queue group (core) and durable consumer prefix (JetStream); replicas with the same group share the work.
+    #[arg(
+        long,
+        env = "PUBSUB_GROUP",
+        default_value = "unleash-remediation-service",
+        help_heading = "NATS"
+    )]
+    pub pubsub_group: String,
+    /// Subjects to subscribe, comma-separated; by default the subjects of the enabled roles.
+    #[arg(
+        long,
+        env = "PUBSUB_TOPIC",
+        value_delimiter = ',',
+        help_heading = "NATS"
+    )]
+    pub pubsub_topic: Vec<String>,
+    /// Messages a core-NATS subscription buffers while the handlers are busy; beyond this the
+    /// client drops messages (an alert storm arrives much faster than it can be handled).
+    #[arg(
+        long,
+        env = "NATS_SUBSCRIPTION_CAPACITY",
+        default_value_t = 262_144,
+        help_heading = "NATS"
+    )]
+    pub nats_subscription_capacity: usize,
+
+    /// JetStream stream to create when no existing stream covers the subjects (it takes `sh.keptn.>`).
+    #[arg(
+        long,
+        env = "NATS_STREAM",
+        default_value = "keptn",
+        help_heading = "JetStream"
+    )]
+    pub nats_stream: String,
+    /// JetStream: how long a delivered event may stay unacknowledged before it is redelivered.
+    #[arg(
+        long,
+        env = "ACK_WAIT",
+        default_value = "30s",
+        value_parser = parse_duration,
+        help_heading = "JetStream"
+    )]
+    pub ack_wait: Duration,
+    /// JetStream: deliveries of one event before it is given up with a sh.keptn.log.error.
+    #[arg(
+        long,
+        env = "MAX_DELIVER",
+        default_value_t = 5,
+        help_heading = "JetStream"
+    )]
+    pub max_deliver: i64,
+    /// JetStream key-value bucket holding remediation state (duplicate protection).
+    #[arg(
+        long,
+        env = "STATE_BUCKET",
+        default_value = "unleash-remediation-state",
+        help_heading = "JetStream"
+    )]
+    pub state_bucket: String,
+    /// How long a remediated problem is remembered when no CLOSED event arrives.
+    #[arg(
+        long,
+        env = "STATE_TTL",
+        default_value = "24h",
+        value_parser = parse_duration,
+        help_heading = "JetStream"
+    )]
+    pub state_ttl: Duration,
+
     /// Remediator: also treat `sh.keptn.event.<stage>.remediation.triggered` (sent by
     /// dynatrace-service ≥ 0.14 and prometheus-service ≥ 0.7) as an open problem. For use
     /// without Keptn's shipyard-controller only: with one, it owns those sequences.
@@ -329,16 +344,155 @@ pub struct ServeArgs {
         num_args = 0..=1,
         default_missing_value = "true",
         action = clap::ArgAction::Set,
-        value_parser = clap::builder::BoolishValueParser::new()
+        value_parser = clap::builder::BoolishValueParser::new(),
+        help_heading = "Remediator"
     )]
     pub accept_remediation_sequences: bool,
     /// How long the remediator waits for an action.finished before it counts the action as failed.
-    #[arg(long, env = "ACTION_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    #[arg(
+        long,
+        env = "ACTION_TIMEOUT",
+        default_value = "10m",
+        value_parser = parse_duration,
+        help_heading = "Remediator"
+    )]
     pub action_timeout: Duration,
 
+    #[command(flatten)]
+    pub resources: ResourceArgs,
+
+    #[command(flatten)]
+    pub unleash: UnleashArgs,
+
+    #[command(flatten)]
+    pub flag_policy: FlagPolicyArgs,
+
+    /// HTTP listen address (health, readiness, metrics, event ingest).
+    #[arg(
+        long,
+        env = "HTTP_ADDR",
+        default_value = "127.0.0.1:8080",
+        help_heading = "HTTP"
+    )]
+    pub http_addr: String,
+    /// When set, /metrics, /health and /ready are also served on this address (without event
+    /// ingest), so they can be exposed where the ingest port is not.
+    #[arg(long, env = "METRICS_ADDR", help_heading = "HTTP")]
+    pub metrics_addr: Option<String>,
+    /// When set, every ingest path needs it as `x-token` or `Authorization: Bearer`.
+    #[arg(
+        long,
+        env = "HTTP_TOKEN",
+        hide_env_values = true,
+        help_heading = "HTTP"
+    )]
+    pub http_token: Option<Secret>,
+    /// Accept unauthenticated events on a non-loopback HTTP_ADDR (without it, such a start is refused).
+    #[arg(
+        long,
+        env = "HTTP_ALLOW_ANONYMOUS",
+        default_value = "false",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new(),
+        help_heading = "HTTP"
+    )]
+    pub http_allow_anonymous: bool,
+    /// When set, POST /webhooks/grafana needs a matching X-Grafana-Alerting-Signature (HMAC-SHA256).
+    #[arg(
+        long,
+        env = "GRAFANA_WEBHOOK_SECRET",
+        hide_env_values = true,
+        help_heading = "HTTP"
+    )]
+    pub grafana_webhook_secret: Option<Secret>,
+    /// Most alerts accepted in one webhook notification (more: 400).
+    #[arg(
+        long,
+        env = "WEBHOOK_MAX_ALERTS",
+        default_value_t = 1000,
+        help_heading = "HTTP"
+    )]
+    pub webhook_max_alerts: usize,
+    /// Largest accepted event body, in bytes.
+    #[arg(
+        long,
+        env = "HTTP_BODY_LIMIT",
+        default_value_t = 1024 * 1024,
+        help_heading = "HTTP"
+    )]
+    pub http_body_limit: usize,
+
+    #[command(flatten)]
+    pub feedback: FeedbackArgs,
+}
+
+impl ServeArgs {
+    /// Every secret `serve` is configured with: the Unleash token (and its v3 Basic form), the
+    /// Keptn API token, the NATS token, password and nkey seed, the HTTP token, and the
+    /// passwords (for NATS also the tokens) written into the NATS, Keptn API and Unleash URLs.
+    pub fn scrubber(&self) -> Scrubber {
+        use base64::Engine as _;
+        let mut secrets: Vec<String> = Vec::new();
+        let mut add = |s: Option<&str>| {
+            if let Some(s) = s.filter(|s| !s.is_empty()) {
+                secrets.push(s.to_owned());
+            }
+        };
+        let expose = |s: &Option<Secret>| s.as_ref().map(|s| s.expose().to_owned());
+        if let Some(token) = expose(&self.unleash.token) {
+            add(Some(&token));
+            let basic = base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{token}", self.unleash.user));
+            add(Some(&basic));
+        }
+        for s in [
+            &self.resources.keptn_api_token,
+            &self.nats.nats_token,
+            &self.nats.nats_password,
+            &self.nats.nats_nkey,
+            &self.http_token,
+            &self.feedback.dynatrace_api_token,
+            &self.feedback.grafana_api_token,
+            &self.feedback.slack_webhook_url,
+            &self.feedback.notify_webhook_url,
+        ] {
+            add(expose(s).as_deref());
+        }
+        for url in self.nats.url().split(',') {
+            for s in crate::redact::url_secrets(url.trim(), true) {
+                add(Some(&s));
+            }
+        }
+        for url in [
+            self.resources.keptn_api_endpoint.as_deref(),
+            Some(&self.unleash.server_url),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            for s in crate::redact::url_secrets(url, false) {
+                add(Some(&s));
+            }
+        }
+        Scrubber::new(secrets)
+    }
+}
+
+/// Where `remediation.yaml` and `shipyard.yaml` come from (docs/design.md §3).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Resources")]
+pub struct ResourceArgs {
     /// Directory with remediation.yaml / shipyard.yaml ({dir}/{project}/{stage}/{service}/remediation.yaml, ...).
-    #[arg(long, env = "RESOURCE_DIR", default_value = ".")]
-    pub resource_dir: PathBuf,
+    #[arg(
+        id = "resource_dir",
+        value_name = "RESOURCE_DIR",
+        long = "resource-dir",
+        env = "RESOURCE_DIR",
+        default_value = "."
+    )]
+    pub dir: PathBuf,
     /// Keptn API base URL (e.g. http://keptn/api); when set, resources are read from Keptn.
     #[arg(long, env = "KEPTN_API_ENDPOINT")]
     pub keptn_api_endpoint: Option<String>,
@@ -352,91 +506,150 @@ pub struct ServeArgs {
         value_enum,
         default_value = "resource-service"
     )]
-    pub keptn_resource_api: KeptnResourceApi,
+    pub keptn_resource_api: ResourceApi,
+}
 
+/// How long one Keptn API request may take.
+const KEPTN_API_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl ResourceArgs {
+    /// The Keptn API when `KEPTN_API_ENDPOINT` is set, else the directory.
+    pub fn source(&self) -> Result<ResourceSource, SourceError> {
+        Ok(match &self.keptn_api_endpoint {
+            Some(endpoint) => ResourceSource::KeptnApi(KeptnApiSource::new(
+                endpoint,
+                self.keptn_api_token.clone().unwrap_or_default(),
+                self.keptn_resource_api,
+                KEPTN_API_TIMEOUT,
+            )?),
+            None => ResourceSource::Dir(DirSource::new(&self.dir)),
+        })
+    }
+}
+
+/// Where Unleash is and how to talk to it (docs/design.md §6).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Unleash")]
+pub struct UnleashArgs {
     /// Unleash API base URL (Keptn convention: ends in /api).
     #[arg(
-        long,
+        id = "unleash_server_url",
+        value_name = "UNLEASH_SERVER_URL",
+        long = "unleash-server-url",
         env = "UNLEASH_SERVER_URL",
         default_value = "http://127.0.0.1:4242/api"
     )]
-    pub unleash_server_url: String,
+    pub server_url: String,
     /// Unleash admin token or personal access token (v4+), or the Basic-auth password (v3).
-    #[arg(long, env = "UNLEASH_TOKEN", hide_env_values = true)]
-    pub unleash_token: Option<Secret>,
+    #[arg(
+        id = "unleash_token",
+        value_name = "UNLEASH_TOKEN",
+        long = "unleash-token",
+        env = "UNLEASH_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<Secret>,
     /// Basic-auth user for Unleash v3.
-    #[arg(long, env = "UNLEASH_USER", default_value = "keptn")]
-    pub unleash_user: String,
+    #[arg(
+        id = "unleash_user",
+        value_name = "UNLEASH_USER",
+        long = "unleash-user",
+        env = "UNLEASH_USER",
+        default_value = "keptn"
+    )]
+    pub user: String,
     /// Unleash API generation.
-    #[arg(long, env = "UNLEASH_API", value_enum, default_value = "auto")]
-    pub unleash_api: UnleashApi,
+    #[arg(
+        id = "unleash_api",
+        value_name = "UNLEASH_API",
+        long = "unleash-api",
+        env = "UNLEASH_API",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub api: ApiMode,
     /// Unleash project of the flags (v4+).
-    #[arg(long, env = "UNLEASH_PROJECT", default_value = "default")]
-    pub unleash_project: String,
+    #[arg(
+        id = "unleash_project",
+        value_name = "UNLEASH_PROJECT",
+        long = "unleash-project",
+        env = "UNLEASH_PROJECT",
+        default_value = "default"
+    )]
+    pub project: String,
     /// Unleash environment to switch (v4+); by default the event's stage.
-    #[arg(long, env = "UNLEASH_ENVIRONMENT")]
-    pub unleash_environment: Option<String>,
+    #[arg(
+        id = "unleash_environment",
+        value_name = "UNLEASH_ENVIRONMENT",
+        long = "unleash-environment",
+        env = "UNLEASH_ENVIRONMENT"
+    )]
+    pub environment: Option<String>,
     /// Timeout of one Unleash request.
-    #[arg(long, env = "UNLEASH_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
-    pub unleash_timeout: Duration,
+    #[arg(
+        id = "unleash_timeout",
+        value_name = "UNLEASH_TIMEOUT",
+        long = "unleash-timeout",
+        env = "UNLEASH_TIMEOUT",
+        default_value = "5s",
+        value_parser = parse_duration
+    )]
+    pub timeout: Duration,
     /// Retries of one Unleash request after a connection error, 429 or 5xx.
-    #[arg(long, env = "UNLEASH_RETRIES", default_value_t = 3)]
-    pub unleash_retries: u32,
+    #[arg(
+        id = "unleash_retries",
+        value_name = "UNLEASH_RETRIES",
+        long = "unleash-retries",
+        env = "UNLEASH_RETRIES",
+        default_value_t = 3
+    )]
+    pub retries: u32,
+}
+
+impl UnleashArgs {
+    /// The client configuration these settings describe. A missing token becomes an empty
+    /// one, which [`crate::unleash::UnleashClient::new`] refuses with a clear error.
+    pub fn client_config(&self) -> UnleashConfig {
+        UnleashConfig {
+            base_url: self.server_url.clone(),
+            token: self.token.clone().unwrap_or_default(),
+            user: self.user.clone(),
+            api: self.api,
+            project: self.project.clone(),
+            timeout: self.timeout,
+            max_retries: self.retries,
+            backoff: crate::unleash::config::DEFAULT_BACKOFF,
+        }
+    }
+}
+
+/// Which flags the action role may switch, and how many at once.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Action role")]
+pub struct FlagPolicyArgs {
     /// Flags the action role may switch: comma-separated patterns, `*` any run of characters,
     /// `?` one character (e.g. `EnableStaticContent,Promo-*`); unset allows every flag. A flag
     /// outside is refused and named in action.finished; the action's other flags still run.
     #[arg(long, env = "ALLOWED_FLAGS", value_delimiter = ',', num_args = 0..)]
     pub allowed_flags: Option<Vec<String>>,
     /// Flags one action may name; an action with more is refused whole, before any request.
-    #[arg(long, env = "MAX_FLAGS_PER_ACTION", default_value_t = crate::unleash::DEFAULT_MAX_FLAGS)]
+    #[arg(long, env = "MAX_FLAGS_PER_ACTION", default_value_t = crate::roles::action::DEFAULT_MAX_FLAGS)]
     pub max_flags_per_action: usize,
-    /// Evaluate and report every step (events carry `dryRun: true`) but write nothing to
-    /// Unleash; flags are only read.
-    #[arg(long, env = "DRY_RUN", default_value_t = false)]
-    pub dry_run: bool,
-
-    /// HTTP listen address (health, readiness, metrics, event ingest).
-    #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080")]
-    pub http_addr: String,
-    /// When set, /metrics, /health and /ready are also served on this address (without event
-    /// ingest), so they can be exposed where the ingest port is not.
-    #[arg(long, env = "METRICS_ADDR")]
-    pub metrics_addr: Option<String>,
-    /// When set, every ingest path needs it as `x-token` or `Authorization: Bearer`.
-    #[arg(long, env = "HTTP_TOKEN", hide_env_values = true)]
-    pub http_token: Option<Secret>,
-    /// Accept unauthenticated events on a non-loopback HTTP_ADDR (without it, such a start is refused).
-    #[arg(
-        long,
-        env = "HTTP_ALLOW_ANONYMOUS",
-        default_value = "false",
-        num_args = 0..=1,
-        default_missing_value = "true",
-        action = clap::ArgAction::Set,
-        value_parser = clap::builder::BoolishValueParser::new()
-    )]
-    pub http_allow_anonymous: bool,
-    /// When set, POST /webhooks/grafana needs a matching X-Grafana-Alerting-Signature (HMAC-SHA256).
-    #[arg(long, env = "GRAFANA_WEBHOOK_SECRET", hide_env_values = true)]
-    pub grafana_webhook_secret: Option<Secret>,
-    /// Most alerts accepted in one webhook notification (more: 400).
-    #[arg(long, env = "WEBHOOK_MAX_ALERTS", default_value_t = 1000)]
-    pub webhook_max_alerts: usize,
-    /// Largest accepted event body, in bytes.
-    #[arg(long, env = "HTTP_BODY_LIMIT", default_value_t = 1024 * 1024)]
-    pub http_body_limit: usize,
-
-    #[command(flatten)]
-    pub feedback: FeedbackArgs,
-
-    /// Log format.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: LogFormat,
-    /// How long shutdown waits for events in flight.
-    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
-    pub shutdown_grace: Duration,
 }
 
+impl FlagPolicyArgs {
+    /// The policy, as a dry run when `dry_run` (`DRY_RUN`). Patterns are trimmed and empty
+    /// ones dropped before they are checked.
+    pub fn policy(&self, dry_run: bool) -> Result<FlagPolicy, String> {
+        let allowed = self.allowed_flags.as_ref().map(|list| {
+            list.iter()
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect::<Vec<_>>()
+        });
+        FlagPolicy::new(allowed, self.max_flags_per_action, dry_run)
+    }
+}
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DynatraceApi {
     /// Problems API v2 (`/api/v2/problems/{id}/comments`, token scope `problems.write`).
@@ -447,6 +660,7 @@ pub enum DynatraceApi {
 
 /// Where remediation steps are reported besides the Keptn events (README "Feedback").
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Feedback")]
 pub struct FeedbackArgs {
     /// Dynatrace tenant base URL (e.g. https://abc12345.live.dynatrace.com); with the token,
     /// every step becomes a comment on the Dynatrace problem.
@@ -664,10 +878,38 @@ mod tests {
     }
 
     #[test]
-    fn secrets_do_not_print() {
-        assert_eq!(
-            format!("{:?} {}", Secret::new("s3cr3t"), Secret::new("s3cr3t")),
-            "*** ***"
-        );
+    fn takes_the_secrets_from_the_settings_and_the_urls() {
+        let cli = Cli::parse_args([
+            "x",
+            "--nats-url",
+            "nats://svc:nats-pass@127.0.0.1:4222,nats://nats-token@127.0.0.2:4222",
+            "--keptn-api-endpoint",
+            "http://keptn:keptn-pass@keptn/api",
+            "--keptn-api-token",
+            "keptn-token",
+            "--unleash-token",
+            "unleash-token",
+            "--http-token",
+            "http-token",
+            "--nats-nkey",
+            "SUAnkeyseed",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        let s = args.scrubber();
+        for secret in [
+            "nats-pass",
+            "nats-token",
+            "keptn-pass",
+            "keptn-token",
+            "unleash-token",
+            "http-token",
+            "SUAnkeyseed",
+        ] {
+            assert_eq!(s.scrub(&format!("<{secret}>")), "<***>", "{secret}");
+        }
+        assert_eq!(s.scrub("keptn svc 127.0.0.1"), "keptn svc 127.0.0.1");
     }
 }

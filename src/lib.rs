@@ -7,12 +7,18 @@
 //! - [`keptn`]: the protocol — event types, tolerant decoding into typed events, reply builders.
 //! - [`monitoring`]: Alertmanager, Grafana and Dynatrace webhooks translated into problem events.
 //! - [`resources`]: `remediation.yaml` and `shipyard.yaml` — parsing, matching, where they come from.
-//! - [`unleash`]: the Unleash admin client (v3 and v4+) and the toggle action.
-//! - [`roles`]: the three roles — remediator, get-action, action — transport-agnostic.
+//! - [`unleash`]: the Unleash admin client (v3 and v4+): configuration, errors, flag names
+//!   ([`unleash::FlagName`], checked once), the retrying transport, the API semantics.
+//! - [`roles`]: the three roles — remediator, get-action, action — transport-agnostic; the
+//!   toggle action's semantics in [`roles::action::toggle`].
 //! - [`bus`]: how the roles publish events, whatever the transport.
 //! - [`feedback`]: remediation steps as Dynatrace comments, chat messages, webhooks, Grafana annotations.
 //! - [`state`]: remediation state and duplicate protection (JetStream key-value or memory).
-//! - [`config`]: every setting, as flags and environment variables.
+//! - [`config`]: every setting, as flags and environment variables, in groups that build their
+//!   part's typed configuration (Unleash client, flag policy, resource source).
+//! - [`secret`]: [`secret::Secret`], the one type for every token and password; prints `***`.
+//! - [`http_client`]: what the Unleash and Keptn API clients share: timeouts, bounded retries
+//!   with backoff, URL path segments, error text.
 //! - [`commands`]: what the `validate` and `resolve` subcommands do.
 //! - [`service`]: the running service — NATS consumers and publisher, HTTP endpoints, event routing.
 //! - [`telemetry`]: logs and the Prometheus recorder.
@@ -32,7 +38,10 @@
 //! # Where behaviours live
 //! - duplicates, replays, escalation, timeouts, close actions: [`roles::remediator`] and [`state`];
 //! - acknowledgement and redelivery: [`service::nats`];
-//! - which flags, in which order, allowed flags, dry run: [`unleash::toggle`] and [`roles::action`];
+//! - which flags, in which order, allowed flags, dry run, the read before each switch:
+//!   [`roles::action::toggle`] (the replies: [`roles::action`]);
+//! - talking to Unleash (API generations, retries, what an answer means): [`unleash`];
+//! - settings into typed configuration: [`config`];
 //! - HTTP authentication, content types and answers: [`service::http`].
 //!
 //! How it all works, in prose: `docs/design.md`.
@@ -42,11 +51,13 @@ pub mod commands;
 pub mod config;
 pub mod failpoint;
 pub mod feedback;
+pub mod http_client;
 pub mod keptn;
 pub mod monitoring;
 pub mod redact;
 pub mod resources;
 pub mod roles;
+pub mod secret;
 pub mod service;
 pub mod state;
 pub mod telemetry;

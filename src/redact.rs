@@ -7,7 +7,6 @@
 //! - [`scrub_log_line`]: the scrubber applied to every log line, whatever the format and
 //!   whichever library logged it.
 
-use crate::config::ServeArgs;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
@@ -61,56 +60,6 @@ impl Scrubber {
         Scrubber { needles }
     }
 
-    /// Every secret `serve` is configured with: the Unleash token (and its v3 Basic form), the
-    /// Keptn API token, the NATS token, password and nkey seed, the HTTP token, and the
-    /// passwords (for NATS also the tokens) written into the NATS, Keptn API and Unleash URLs.
-    pub fn from_serve_args(args: &ServeArgs) -> Scrubber {
-        use base64::Engine as _;
-        let mut secrets: Vec<String> = Vec::new();
-        let mut add = |s: Option<&str>| {
-            if let Some(s) = s.filter(|s| !s.is_empty()) {
-                secrets.push(s.to_owned());
-            }
-        };
-        let expose = |s: &Option<crate::config::Secret>| s.as_ref().map(|s| s.expose().to_owned());
-        if let Some(token) = expose(&args.unleash_token) {
-            add(Some(&token));
-            let basic = base64::engine::general_purpose::STANDARD
-                .encode(format!("{}:{token}", args.unleash_user));
-            add(Some(&basic));
-        }
-        for s in [
-            &args.keptn_api_token,
-            &args.nats.nats_token,
-            &args.nats.nats_password,
-            &args.nats.nats_nkey,
-            &args.http_token,
-            &args.feedback.dynatrace_api_token,
-            &args.feedback.grafana_api_token,
-            &args.feedback.slack_webhook_url,
-            &args.feedback.notify_webhook_url,
-        ] {
-            add(expose(s).as_deref());
-        }
-        for url in args.nats.url().split(',') {
-            for s in url_secrets(url.trim(), true) {
-                add(Some(&s));
-            }
-        }
-        for url in [
-            args.keptn_api_endpoint.as_deref(),
-            Some(&args.unleash_server_url),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            for s in url_secrets(url, false) {
-                add(Some(&s));
-            }
-        }
-        Scrubber::new(secrets)
-    }
-
     pub fn is_empty(&self) -> bool {
         self.needles.is_empty()
     }
@@ -155,7 +104,7 @@ impl Scrubber {
 
 /// The credentials written into a URL (`scheme://user:password@host`), decoded. For NATS a user
 /// without a password is a token (`nats://token@host`), so it is a secret too.
-fn url_secrets(raw: &str, user_is_token: bool) -> Vec<String> {
+pub fn url_secrets(raw: &str, user_is_token: bool) -> Vec<String> {
     let decode = |s: &str| {
         percent_encoding::percent_decode_str(s)
             .decode_utf8_lossy()
@@ -316,42 +265,6 @@ mod tests {
             serde_json::json!({"message": "token ***", "labels": {"***": ["***"]}})
         );
         assert!(!format!("{s:?}").contains("s3cret"));
-    }
-
-    #[test]
-    fn takes_the_secrets_from_the_settings_and_the_urls() {
-        let cli = crate::config::Cli::parse_args([
-            "x",
-            "--nats-url",
-            "nats://svc:nats-pass@127.0.0.1:4222,nats://nats-token@127.0.0.2:4222",
-            "--keptn-api-endpoint",
-            "http://keptn:keptn-pass@keptn/api",
-            "--keptn-api-token",
-            "keptn-token",
-            "--unleash-token",
-            "unleash-token",
-            "--http-token",
-            "http-token",
-            "--nats-nkey",
-            "SUAnkeyseed",
-        ])
-        .unwrap();
-        let crate::config::Command::Serve(args) = cli.command else {
-            panic!("serve")
-        };
-        let s = Scrubber::from_serve_args(&args);
-        for secret in [
-            "nats-pass",
-            "nats-token",
-            "keptn-pass",
-            "keptn-token",
-            "unleash-token",
-            "http-token",
-            "SUAnkeyseed",
-        ] {
-            assert_eq!(s.scrub(&format!("<{secret}>")), "<***>", "{secret}");
-        }
-        assert_eq!(s.scrub("keptn svc 127.0.0.1"), "keptn svc 127.0.0.1");
     }
 
     #[test]

@@ -626,7 +626,7 @@ fn requests_are_counted_and_timed() {
 
 #[tokio::test]
 async fn a_failing_read_before_the_switch_still_switches_and_leaves_the_old_state_unknown() {
-    use unleash_remediation_service::unleash::{FlagChange, FlagResult, apply};
+    use unleash_remediation_service::roles::action::{FlagChange, FlagResult, apply};
     let server = MockServer::start().await;
     // The first read (the one before the switch) fails; the read-back after it works.
     Mock::given(method("GET"))
@@ -655,7 +655,7 @@ async fn a_failing_read_before_the_switch_still_switches_and_leaves_the_old_stat
         &client(c),
         "production",
         &[FlagChange {
-            flag: FLAG.into(),
+            flag: FLAG.parse().unwrap(),
             on: true,
         }],
     )
@@ -676,7 +676,7 @@ async fn a_failing_read_before_the_switch_still_switches_and_leaves_the_old_stat
 
 #[tokio::test]
 async fn the_state_before_the_switch_is_read_once_and_reported() {
-    use unleash_remediation_service::unleash::{FlagChange, apply};
+    use unleash_remediation_service::roles::action::{FlagChange, apply};
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path(READ_PATH))
@@ -703,7 +703,7 @@ async fn the_state_before_the_switch_is_read_once_and_reported() {
         &client(config(&server.uri())),
         "production",
         &[FlagChange {
-            flag: FLAG.into(),
+            flag: FLAG.parse().unwrap(),
             on: true,
         }],
     )

@@ -6,7 +6,7 @@
 //! remediations (the oldest are forgotten first) and forgets one when it finishes.
 
 use crate::keptn::{ActionInfo, ProblemDetails, Scope, types};
-use crate::unleash::{FlagChange, parse_value};
+use crate::roles::action::{FlagChange, parse_value};
 use chrono::{DateTime, Utc};
 use cloudevents::{AttributesReader, Data, Event};
 use serde_json::{Map, Value};
@@ -482,7 +482,7 @@ pub(crate) fn flag_lines(flags: &[FlagChange], message: &str) -> Vec<FlagLine> {
                         .unwrap_or(message.len())
                         .max(body_start);
                     let body = &message[body_start..end];
-                    let word = crate::unleash::client::on_off(f.on);
+                    let word = crate::unleash::on_off(f.on);
                     if body == format!("{word} (confirmed)") {
                         FlagState::Confirmed
                     } else if let Some(why) =
@@ -497,7 +497,7 @@ pub(crate) fn flag_lines(flags: &[FlagChange], message: &str) -> Vec<FlagLine> {
                 }
             };
             FlagLine {
-                flag: f.flag.clone(),
+                flag: f.flag.to_string(),
                 on: f.on,
                 was_on: None,
                 state,
@@ -513,7 +513,7 @@ mod tests {
 
     fn change(flag: &str, on: bool) -> FlagChange {
         FlagChange {
-            flag: flag.into(),
+            flag: flag.parse().unwrap(),
             on,
         }
     }

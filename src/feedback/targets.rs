@@ -5,19 +5,12 @@ use super::steps::{Step, StepKind};
 use super::text::{Flavor, grafana_annotation, message, webhook_body};
 use super::{DynatraceTarget, FeedbackConfig, GrafanaTarget};
 use crate::config::{DynatraceApi, Secret};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use crate::http_client::{Backoff, Retry, Verdict};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
-
-/// A path segment keeps the unreserved characters (Dynatrace ids look like `-43_1588V2`).
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
 
 /// `context` of every Dynatrace comment.
 const CONTEXT: &str = "unleash-remediation-service";
@@ -57,7 +50,8 @@ impl TargetKind {
             TargetKind::Dynatrace(d) => {
                 let pid = step.problem.dynatrace_id.as_deref()?;
                 let text = message(step, Flavor::Markdown)?;
-                let pid = utf8_percent_encode(pid, SEGMENT);
+                // One path segment; unreserved characters stay (ids look like `-43_1588V2`).
+                let pid = crate::http_client::segment(pid);
                 let (path, body) = match d.api {
                     DynatraceApi::V2 => (
                         format!("/api/v2/problems/{pid}/comments"),
@@ -210,22 +204,35 @@ enum Failure {
 
 impl Worker {
     async fn deliver(&self, job: Job) {
-        let mut attempt = 0;
-        let error = loop {
-            match self.send_once(&job.request).await {
-                Ok(()) => {
-                    metrics::counter!("notifications_total", "target" => self.name, "result" => "ok")
-                        .increment(1);
-                    tracing::debug!(target = self.name, step = job.step, shkeptncontext = %job.keptn_context, "feedback delivered");
-                    return;
-                }
-                Err(Failure::Transient(e)) if attempt < self.retries => {
-                    tracing::debug!(target = self.name, attempt, error = %self.scrub(&e), "feedback request failed; retrying");
-                    tokio::time::sleep(self.backoff * 2u32.saturating_pow(attempt)).await;
-                    attempt += 1;
-                }
-                Err(Failure::Transient(e) | Failure::Permanent(e)) => break e,
+        let retry = Retry {
+            retries: self.retries,
+            backoff: Backoff {
+                start: self.backoff,
+                max: Duration::MAX,
+            },
+        };
+        let (outcome, attempts) = retry
+            .run(
+                || self.send_once(&job.request),
+                |outcome| match outcome {
+                    Err(Failure::Transient(_)) => Verdict::Retry { at_least: None },
+                    _ => Verdict::Done,
+                },
+                |outcome, attempt, _| {
+                    if let Err(Failure::Transient(e)) = outcome {
+                        tracing::debug!(target = self.name, attempt = attempt - 1, error = %self.scrub(e), "feedback request failed; retrying");
+                    }
+                },
+            )
+            .await;
+        let error = match outcome {
+            Ok(()) => {
+                metrics::counter!("notifications_total", "target" => self.name, "result" => "ok")
+                    .increment(1);
+                tracing::debug!(target = self.name, step = job.step, shkeptncontext = %job.keptn_context, "feedback delivered");
+                return;
             }
+            Err(Failure::Transient(e) | Failure::Permanent(e)) => e,
         };
         metrics::counter!("notifications_total", "target" => self.name, "result" => "failed")
             .increment(1);
@@ -233,7 +240,7 @@ impl Worker {
             target = self.name,
             step = job.step,
             shkeptncontext = %job.keptn_context,
-            attempts = attempt + 1,
+            attempts,
             error = %self.scrub(&error),
             "feedback not delivered"
         );

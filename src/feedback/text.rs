@@ -2,7 +2,7 @@
 //! the generic webhook's JSON and the Grafana annotation. README "Feedback" quotes these.
 
 use super::steps::{ActionSeen, FlagLine, FlagState, Step, StepKind};
-use crate::unleash::client::on_off;
+use crate::unleash::on_off;
 use serde_json::{Value, json};
 
 /// Markdown flavour: Dynatrace renders `**bold**`, Slack `*bold*`.

@@ -16,7 +16,5 @@ mod yaml;
 pub use plan::{Plan, load_plan};
 pub use remediation::{Format, MatchKind, Remediation, RemediationFile, SelectError};
 pub use shipyard::{Shipyard, ShipyardFormat};
-pub use source::{
-    ApiToken, DirSource, KeptnApiSource, Loaded, ResourceApi, ResourceSource, SourceError,
-};
+pub use source::{DirSource, KeptnApiSource, Loaded, ResourceApi, ResourceSource, SourceError};
 pub use yaml::{FileError, MAX_FILE_BYTES};

@@ -6,9 +6,10 @@
 //! could not be read" (`Err`).
 
 use super::yaml::MAX_FILE_BYTES;
+use crate::http_client::{Backoff, Retry, Verdict, error_chain, segment};
 use crate::keptn::Scope;
+use crate::secret::Secret;
 use base64::Engine;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -264,12 +265,12 @@ fn read_file(path: &Path) -> Result<Option<Loaded>, SourceError> {
     Ok(Some(Loaded { text, origin }))
 }
 
-/// Which Keptn service stores resources.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which Keptn service stores resources (`KEPTN_RESOURCE_API`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ResourceApi {
-    /// `resource-service` (Keptn 0.12 – 1.x); reads the version named by `gitCommitID`.
+    /// Keptn ≥ 0.12 (`/resource-service/v1/...`); reads the version named by `gitCommitID`.
     ResourceService,
-    /// `configuration-service` (Keptn < 0.12); no commit parameter.
+    /// Keptn < 0.12 (`/configuration-service/v1/...`); no commit parameter.
     ConfigurationService,
 }
 
@@ -282,29 +283,6 @@ impl ResourceApi {
     }
 }
 
-/// The Keptn API token. Never printed: `Debug` shows `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiToken(String);
-
-impl ApiToken {
-    pub fn new(token: impl Into<String>) -> Self {
-        ApiToken(token.into())
-    }
-}
-
-impl std::fmt::Debug for ApiToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
-
-/// What may stay literal in a URL path segment (RFC 3986 unreserved characters).
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
 /// Resources from the Keptn API (`KEPTN_API_ENDPOINT`, token sent as `x-token`).
 ///
 /// Like Keptn's own remediation-service, the service-level file is read when the event names a
@@ -316,11 +294,10 @@ pub struct KeptnApiSource {
     shown_endpoint: String,
     /// The token and the endpoint's password, taken out of every message.
     scrubber: crate::redact::Scrubber,
-    token: ApiToken,
+    token: Secret,
     api: ResourceApi,
     client: reqwest::Client,
-    retries: u32,
-    backoff: Duration,
+    retry: Retry,
 }
 
 /// Keptn's resource answer; other members (metadata) are ignored.
@@ -335,7 +312,7 @@ impl KeptnApiSource {
     /// `timeout`. Fails only when `endpoint` is not an http(s) URL.
     pub fn new(
         endpoint: &str,
-        token: ApiToken,
+        token: Secret,
         api: ResourceApi,
         timeout: Duration,
     ) -> Result<Self, SourceError> {
@@ -349,17 +326,18 @@ impl KeptnApiSource {
                 .decode_utf8_lossy()
                 .into_owned()
         });
-        let scrubber =
-            crate::redact::Scrubber::new([Some(token.0.clone()), password].into_iter().flatten());
+        let scrubber = crate::redact::Scrubber::new(
+            [Some(token.expose().to_owned()), password]
+                .into_iter()
+                .flatten(),
+        );
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(SourceError::Unreachable {
                 url: shown.clone(),
                 reason: "the Keptn API endpoint must be an http or https URL".into(),
             });
         }
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
+        let client = crate::http_client::client_builder(timeout)
             .build()
             .map_err(|e| SourceError::Unreachable {
                 url: shown.clone(),
@@ -372,15 +350,19 @@ impl KeptnApiSource {
             token,
             api,
             client,
-            retries: 2,
-            backoff: Duration::from_millis(250),
+            retry: Retry {
+                retries: 2,
+                backoff: backoff(Duration::from_millis(250)),
+            },
         })
     }
 
     /// Retries after a connection error or a 5xx answer (default 2, 250 ms apart, doubling).
-    pub fn with_retries(mut self, retries: u32, backoff: Duration) -> Self {
-        self.retries = retries;
-        self.backoff = backoff;
+    pub fn with_retries(mut self, retries: u32, start: Duration) -> Self {
+        self.retry = Retry {
+            retries,
+            backoff: backoff(start),
+        };
         self
     }
 
@@ -450,19 +432,22 @@ impl KeptnApiSource {
     }
 
     async fn get(&self, url: String) -> Result<Option<Loaded>, SourceError> {
-        let mut attempt = 0;
-        loop {
-            match self.get_once(&url).await {
-                Err(e @ (SourceError::Unreachable { .. } | SourceError::Status { .. }))
-                    if attempt < self.retries && retryable(&e) =>
-                {
-                    attempt += 1;
-                    tracing::warn!(url = %self.shown(&url), attempt, error = %e, "retrying the Keptn API");
-                    tokio::time::sleep(self.backoff * 2u32.saturating_pow(attempt - 1)).await;
-                }
-                other => return other,
-            }
-        }
+        let (outcome, _) = self
+            .retry
+            .run(
+                || self.get_once(&url),
+                |outcome| match outcome {
+                    Err(e) if retryable(e) => Verdict::Retry { at_least: None },
+                    _ => Verdict::Done,
+                },
+                |outcome, attempt, _| {
+                    if let Err(e) = outcome {
+                        tracing::warn!(url = %self.shown(&url), attempt, error = %e, "retrying the Keptn API");
+                    }
+                },
+            )
+            .await;
+        outcome
     }
 
     /// `url` as it may be shown: without the endpoint's credentials.
@@ -483,7 +468,7 @@ impl KeptnApiSource {
         let response = self
             .client
             .get(request_url)
-            .header("x-token", &self.token.0)
+            .header("x-token", self.token.expose())
             .header("accept", "application/json")
             .send()
             .await
@@ -558,10 +543,6 @@ fn retryable(e: &SourceError) -> bool {
     }
 }
 
-fn segment(s: &str) -> String {
-    utf8_percent_encode(s, SEGMENT).to_string()
-}
-
 /// The first line of an error body, shortened: enough to say what Keptn complained about.
 fn excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
@@ -573,20 +554,12 @@ fn excerpt(body: &[u8]) -> String {
     out
 }
 
-/// An error with its causes ("error sending request: connection refused"); reqwest's own
-/// message stops at the first.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let s = c.to_string();
-        if !text.contains(&s) {
-            text.push_str(": ");
-            text.push_str(&s);
-        }
-        cause = c.source();
+/// Doubling from `start`, without a ceiling of its own: the retries are few.
+fn backoff(start: Duration) -> Backoff {
+    Backoff {
+        start,
+        max: Duration::MAX,
     }
-    text
 }
 
 #[cfg(test)]
@@ -665,7 +638,7 @@ mod tests {
     fn keptn_api_errors_carry_no_credentials() {
         let source = KeptnApiSource::new(
             "http://keptn:s3cret-pass@127.0.0.1:9/api",
-            ApiToken::new("s3cret-token"),
+            Secret::new("s3cret-token"),
             ResourceApi::ResourceService,
             Duration::from_secs(1),
         )

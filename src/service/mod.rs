@@ -64,7 +64,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let metrics = crate::telemetry::metrics_handle();
-    let scrubber = Arc::new(crate::redact::Scrubber::from_serve_args(&args));
+    let scrubber = Arc::new(args.scrubber());
     crate::redact::scrub_logs_with(scrubber.clone());
     let events = EventFactory::new(args.event_source.clone())
         .with_scrubber(scrubber)
@@ -330,38 +330,19 @@ fn build_action_role(
     args: &ServeArgs,
     events: &EventFactory,
 ) -> anyhow::Result<Option<crate::roles::action::ActionRole>> {
-    use crate::config::UnleashApi;
-    use crate::unleash::{ApiMode, UnleashClient, UnleashConfig};
+    use crate::unleash::UnleashClient;
     Ok(if args.roles.contains(&Role::Action) {
-        let config = UnleashConfig {
-            base_url: args.unleash_server_url.clone(),
-            token: args.unleash_token.clone().unwrap_or_default(),
-            user: args.unleash_user.clone(),
-            api: match args.unleash_api {
-                UnleashApi::Auto => ApiMode::Auto,
-                UnleashApi::V4 => ApiMode::V4,
-                UnleashApi::V3 => ApiMode::V3,
-            },
-            project: args.unleash_project.clone(),
-            timeout: args.unleash_timeout,
-            max_retries: args.unleash_retries,
-            backoff: Duration::from_millis(200),
-        };
-        let client = UnleashClient::new(config).context("configuring the Unleash client")?;
-        let allowed = args.allowed_flags.as_ref().map(|list| {
-            list.iter()
-                .map(|p| p.trim().to_owned())
-                .filter(|p| !p.is_empty())
-                .collect::<Vec<_>>()
-        });
-        let policy =
-            crate::unleash::FlagPolicy::new(allowed, args.max_flags_per_action, args.dry_run)
-                .map_err(anyhow::Error::msg)?;
+        let client = UnleashClient::new(args.unleash.client_config())
+            .context("configuring the Unleash client")?;
+        let policy = args
+            .flag_policy
+            .policy(args.dry_run)
+            .map_err(anyhow::Error::msg)?;
         Some(
             crate::roles::action::ActionRole::new(
                 client,
                 events.clone(),
-                args.unleash_environment.clone(),
+                args.unleash.environment.clone(),
             )
             .with_policy(policy),
         )
@@ -377,25 +358,8 @@ fn build_pipeline(
     store: Store,
     action: Option<crate::roles::action::ActionRole>,
 ) -> anyhow::Result<Pipeline> {
-    use crate::config::KeptnResourceApi;
-    use crate::resources::{DirSource, KeptnApiSource, ResourceApi, ResourceSource};
-
-    let source = || -> anyhow::Result<ResourceSource> {
-        Ok(match &args.keptn_api_endpoint {
-            Some(endpoint) => ResourceSource::KeptnApi(KeptnApiSource::new(
-                endpoint,
-                crate::resources::ApiToken::new(
-                    args.keptn_api_token.clone().unwrap_or_default().expose(),
-                ),
-                match args.keptn_resource_api {
-                    KeptnResourceApi::ResourceService => ResourceApi::ResourceService,
-                    KeptnResourceApi::ConfigurationService => ResourceApi::ConfigurationService,
-                },
-                Duration::from_secs(10),
-            )?),
-            None => ResourceSource::Dir(DirSource::new(&args.resource_dir)),
-        })
-    };
+    let source =
+        || -> anyhow::Result<crate::resources::ResourceSource> { Ok(args.resources.source()?) };
     let remediator = if args.roles.contains(&Role::Remediator) {
         Some(crate::roles::remediator::Remediator::new(
             source()?,

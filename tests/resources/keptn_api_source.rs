@@ -8,8 +8,9 @@ use serde_json::json;
 use std::time::Duration;
 use unleash_remediation_service::keptn::Scope;
 use unleash_remediation_service::resources::{
-    ApiToken, KeptnApiSource, RemediationFile, ResourceApi, ResourceSource, SourceError,
+    KeptnApiSource, RemediationFile, ResourceApi, ResourceSource, SourceError,
 };
+use unleash_remediation_service::secret::Secret;
 use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
@@ -45,7 +46,7 @@ fn source(server: &MockServer, api: ResourceApi) -> ResourceSource {
     ResourceSource::KeptnApi(
         KeptnApiSource::new(
             &format!("{}/api/", server.uri()),
-            ApiToken::new(TOKEN),
+            Secret::new(TOKEN),
             api,
             Duration::from_secs(2),
         )
@@ -247,7 +248,7 @@ async fn names_are_escaped_in_the_path() {
         .await;
     let api = KeptnApiSource::new(
         &format!("{}/api", server.uri()),
-        ApiToken::new(TOKEN),
+        Secret::new(TOKEN),
         ResourceApi::ResourceService,
         Duration::from_secs(2),
     )
@@ -309,7 +310,7 @@ async fn an_unreachable_api_is_an_error_after_retries() {
     let src = ResourceSource::KeptnApi(
         KeptnApiSource::new(
             &format!("http://127.0.0.1:{port}/api"),
-            ApiToken::new(TOKEN),
+            Secret::new(TOKEN),
             ResourceApi::ResourceService,
             Duration::from_secs(1),
         )
@@ -326,7 +327,7 @@ async fn an_unreachable_api_is_an_error_after_retries() {
 
 #[test]
 fn the_token_never_prints() {
-    let token = ApiToken::new(TOKEN);
+    let token = Secret::new(TOKEN);
     assert_eq!(format!("{token:?}"), "***");
     let api = KeptnApiSource::new(
         "http://keptn.example/api",
@@ -339,7 +340,7 @@ fn the_token_never_prints() {
     assert!(
         KeptnApiSource::new(
             "keptn",
-            ApiToken::new(TOKEN),
+            Secret::new(TOKEN),
             ResourceApi::ResourceService,
             Duration::from_secs(1)
         )

@@ -1,5 +1,7 @@
-//! The `toggle-feature` action: which flags to switch (parsed from the action's `value`), and
-//! switching them one by one with a report per flag.
+//! The `toggle-feature` action's semantics: which flags to switch (parsed from the action's
+//! `value`, each name checked once into a [`FlagName`]), which of them the policy allows, dry
+//! run, and switching them one by one, in order, with a report per flag (the state before and
+//! after).
 //!
 //! Accepted values (docs/design.md §6):
 //! - a map flag → state, in the order written: `{"EnableStaticContent": "on"}`; the state is
@@ -9,14 +11,14 @@
 //!
 //! Everything else is refused before any flag is touched, with a message naming what is wrong.
 
-use super::client::{UnleashClient, UnleashError, on_off, validate_flag_name};
+use crate::unleash::{FlagName, UnleashClient, UnleashError, on_off};
 use serde_json::Value;
 use std::fmt;
 
 /// One flag and the state it should get.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlagChange {
-    pub flag: String,
+    pub flag: FlagName,
     pub on: bool,
 }
 
@@ -44,9 +46,8 @@ pub fn parse_value(value: &Value) -> Result<Vec<FlagChange>, ValueError> {
             }
             map.iter()
                 .map(|(flag, state)| {
-                    check_name(flag)?;
                     Ok(FlagChange {
-                        flag: flag.clone(),
+                        flag: check_name(flag)?,
                         on: parse_state(flag, state)?,
                     })
                 })
@@ -62,8 +63,8 @@ pub fn parse_value(value: &Value) -> Result<Vec<FlagChange>, ValueError> {
     }
 }
 
-fn check_name(flag: &str) -> Result<(), ValueError> {
-    validate_flag_name(flag).map_err(|e| ValueError {
+fn check_name(flag: &str) -> Result<FlagName, ValueError> {
+    FlagName::parse(flag).map_err(|e| ValueError {
         reason: e.to_string(),
     })
 }
@@ -99,17 +100,14 @@ fn parse_legacy(text: &str) -> Result<FlagChange, ValueError> {
         ));
     };
     let flag = flag.trim();
-    check_name(flag)?;
+    let name = check_name(flag)?;
     let on = word(state).ok_or_else(|| ValueError {
         reason: format!(
             r#"flag {flag:?}: state {:?} is not "on" or "off""#,
             state.trim()
         ),
     })?;
-    Ok(FlagChange {
-        flag: flag.to_owned(),
-        on,
-    })
+    Ok(FlagChange { flag: name, on })
 }
 
 fn describe(v: &Value) -> String {
@@ -126,7 +124,7 @@ fn describe(v: &Value) -> String {
 /// What happened to one flag.
 #[derive(Debug, Clone)]
 pub struct FlagOutcome {
-    pub flag: String,
+    pub flag: FlagName,
     pub on: bool,
     /// The state read just before the switch (or by a dry run); `None` when that read failed
     /// or the flag was not tried.
@@ -519,7 +517,7 @@ mod tests {
         parse_value(&v)
             .unwrap()
             .into_iter()
-            .map(|c| (c.flag, c.on))
+            .map(|c| (c.flag.into(), c.on))
             .collect()
     }
 
@@ -610,7 +608,7 @@ mod tests {
     fn long_reports_are_summarised_failures_first() {
         let mut outcomes: Vec<FlagOutcome> = (0..300)
             .map(|i| FlagOutcome {
-                flag: format!("F{i}"),
+                flag: FlagName::parse(&format!("F{i}")).unwrap(),
                 on: true,
                 was_on: Some(false),
                 result: FlagResult::Confirmed,

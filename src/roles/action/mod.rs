@@ -7,12 +7,25 @@
 //! flag's state before and after. Every other action
 //! belongs to another provider and gets no reply at all: a stray `action.started` would make
 //! Keptn wait for a `finished` this service will never send.
+//!
+//! - [`toggle`]: what `toggle-feature` means: the flags and states named by the action's
+//!   `value`, in order; `ALLOWED_FLAGS`, `MAX_FLAGS_PER_ACTION` and dry run ([`FlagPolicy`]);
+//!   the read before each switch; the report per flag.
+//! - this file: the replies (`action.started`, `action.finished`) and which Unleash
+//!   environment an event means.
+
+pub mod toggle;
+
+pub use toggle::{
+    DEFAULT_MAX_FLAGS, FlagChange, FlagOutcome, FlagPolicy, FlagResult, ToggleReport, ValueError,
+    apply, apply_with, glob_match, parse_value,
+};
 
 use crate::bus::Publish;
 use crate::keptn::outgoing::{Link, Outcome};
 use crate::keptn::types::{FEATURETOGGLE, TOGGLE_FEATURE};
 use crate::keptn::{ActionTriggered, EventFactory, Meta};
-use crate::unleash::{FlagPolicy, ToggleReport, UnleashClient, apply_with, parse_value};
+use crate::unleash::UnleashClient;
 
 /// Handles `action.triggered` events for Unleash flags.
 #[derive(Debug, Clone)]
