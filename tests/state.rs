@@ -4,12 +4,12 @@
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
+use testkit::nats::NatsServer;
 use unleash_remediation_service::keptn::outgoing::Outcome;
 use unleash_remediation_service::keptn::{ActionInfo, Scope};
 use unleash_remediation_service::state::{
     Actions, Cas, Claim, Closing, Finish, MEMORY_RECORDS, Phase, Record, Store, problem_key,
 };
-use testkit::nats::NatsServer;
 
 fn scope() -> Scope {
     Scope {

@@ -712,3 +712,52 @@ async fn the_state_before_the_switch_is_read_once_and_reported() {
     assert_eq!(report.flags_json().0[0]["from"], "off");
     server.verify().await;
 }
+
+/// The flags of one action are independent: after the first, they are switched side by side,
+/// and the report keeps the action's order. Each switch takes 800 ms here; one after another,
+/// five would take 4 s.
+#[tokio::test]
+async fn the_flags_of_one_action_are_switched_side_by_side_and_reported_in_order() {
+    use unleash_remediation_service::roles::action::{apply, parse_value};
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::path_regex(
+            r"^/api/admin/projects/default/features/Flag[0-9]/environments/production/on$",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(800)))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::path_regex(
+            r"^/api/admin/projects/default/features/Flag[0-9]$",
+        ))
+        .respond_with(read_back(true))
+        .mount(&server)
+        .await;
+    let mut c = config(&format!("{}/api", server.uri()));
+    c.timeout = Duration::from_secs(5);
+    let unleash = client(c);
+    let names = ["Flag4", "Flag0", "Flag3", "Flag1", "Flag2"];
+    let value =
+        serde_json::Value::Object(names.iter().map(|n| (n.to_string(), json!("on"))).collect());
+    let changes = parse_value(&value).unwrap();
+    let started = Instant::now();
+    let report = apply(&unleash, "production", &changes).await;
+    let took = started.elapsed();
+    assert!(report.succeeded(), "{}", report.message());
+    let (flags, _) = report.flags_json();
+    let order: Vec<&str> = flags.iter().map(|f| f["flag"].as_str().unwrap()).collect();
+    assert_eq!(order, names, "reported in the action's order");
+    assert!(
+        took < Duration::from_millis(3000),
+        "five switches of 800 ms took {took:?}: not side by side"
+    );
+    let posts = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .count();
+    assert_eq!(posts, 5);
+}

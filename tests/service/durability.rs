@@ -288,7 +288,11 @@ async fn a_crash_at_any_step_ends_in_one_switch_and_one_finished_remediation() {
         tokio::time::sleep(Duration::from_secs(5)).await;
         let finished = of("sh.keptn.event.remediation.finished");
         assert_eq!(finished.len(), 1, "{point}: {finished:?}");
-        assert_eq!(finished[0]["data"]["result"], "pass", "{point}: {}", finished[0]);
+        assert_eq!(
+            finished[0]["data"]["result"], "pass",
+            "{point}: {}",
+            finished[0]
+        );
         assert_eq!(
             times_switched_on(u, &flag).await,
             1,

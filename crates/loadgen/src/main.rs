@@ -674,7 +674,8 @@ async fn scenario_e2e(report: &mut Report, n: usize, mode: &str) -> Result<()> {
         &switch_floor,
         "",
     );
-    let ratio = Stats::of(&to_switch).p50.as_secs_f64() / Stats::of(&switch_floor).p50.as_secs_f64();
+    let ratio =
+        Stats::of(&to_switch).p50.as_secs_f64() / Stats::of(&switch_floor).p50.as_secs_f64();
     report.add(
         &sc,
         "ratio time to flag switched p50 / floor p50",
@@ -690,7 +691,12 @@ async fn scenario_e2e(report: &mut Report, n: usize, mode: &str) -> Result<()> {
 }
 
 /// GET the feature (the service's read before a switch), n times after a warm-up.
-async fn unleash_read(base: &str, token: &str, flag: &str, n: usize) -> Result<(Vec<Duration>, u16)> {
+async fn unleash_read(
+    base: &str,
+    token: &str,
+    flag: &str,
+    n: usize,
+) -> Result<(Vec<Duration>, u16)> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()?;
@@ -710,7 +716,12 @@ async fn unleash_read(base: &str, token: &str, flag: &str, n: usize) -> Result<(
 }
 
 /// POST …/on alone, n times after a warm-up.
-async fn unleash_post(base: &str, token: &str, flag: &str, n: usize) -> Result<(Vec<Duration>, u16)> {
+async fn unleash_post(
+    base: &str,
+    token: &str,
+    flag: &str,
+    n: usize,
+) -> Result<(Vec<Duration>, u16)> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()?;

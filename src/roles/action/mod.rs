@@ -83,10 +83,14 @@ impl ActionRole {
             .events
             .clone()
             .dry_run(dry_run || self.events.is_dry_run());
-        out.publish(events.action_started(&link, &ev.scope, &ev.labels))
-            .await?;
-
-        let (outcome, message, report) = self.run(ev, dry_run).await;
+        // action.started goes out first; the flags are read and switched while the bus
+        // confirms it (a failed confirmation fails the event after the switch, and the
+        // redelivered action.triggered switches again, which is harmless).
+        let (started, (outcome, message, report)) = tokio::join!(
+            out.publish(events.action_started(&link, &ev.scope, &ev.labels)),
+            self.run(ev, dry_run)
+        );
+        started?;
         crate::failpoint::point("after-toggle");
         tracing::info!(
             shkeptncontext = %link.keptn_context,

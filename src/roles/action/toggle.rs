@@ -1,7 +1,7 @@
 //! The `toggle-feature` action's semantics: which flags to switch (parsed from the action's
 //! `value`, each name checked once into a [`FlagName`]), which of them the policy allows, dry
-//! run, and switching them one by one, in order, with a report per flag (the state before and
-//! after).
+//! run, and switching them (the first alone, the others side by side), with a report per flag
+//! in the action's order (the state before and after).
 //!
 //! Accepted values (docs/design.md §6):
 //! - a map flag → state, in the order written: `{"EnableStaticContent": "on"}`; the state is
@@ -12,8 +12,10 @@
 //! Everything else is refused before any flag is touched, with a message naming what is wrong.
 
 use crate::unleash::{FlagName, UnleashClient, UnleashError, on_off};
+use futures::StreamExt;
 use serde_json::Value;
 use std::fmt;
+use std::sync::Mutex;
 
 /// One flag and the state it should get.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -436,75 +438,120 @@ pub async fn apply_with(
     changes: &[FlagChange],
     policy: &FlagPolicy,
 ) -> ToggleReport {
+    let blocker: Mutex<Option<String>> = Mutex::new(None);
     let mut outcomes = Vec::with_capacity(changes.len());
-    let mut blocker: Option<String> = None;
-    for change in changes {
-        let mut was_on = None;
-        let result = match &blocker {
-            _ if !policy.allows(&change.flag) => {
-                tracing::warn!(flag = %change.flag, "flag refused: not in ALLOWED_FLAGS");
-                FlagResult::Refused(policy.refusal())
-            }
-            Some(why) => FlagResult::Skipped(why.clone()),
-            None if policy.dry_run => match client.flag_enabled(&change.flag, environment).await {
-                Ok(currently_on) => {
-                    was_on = Some(currently_on);
-                    FlagResult::WouldSwitch { currently_on }
-                }
-                Err(e) => {
-                    if e.affects_every_flag() {
-                        blocker = Some(format!("{} failed the same way", change.flag));
-                    }
-                    FlagResult::Failed(e)
-                }
-            },
-            None => {
-                // Read once for the report only: a failed read leaves the state unknown and
-                // does not stop the switch.
-                was_on = match client.flag_enabled(&change.flag, environment).await {
-                    Ok(on) => Some(on),
-                    Err(e) => {
-                        tracing::debug!(flag = %change.flag, environment, error = %e, "reading a flag's state before the switch failed");
-                        None
-                    }
-                };
-                match client.set_flag(&change.flag, environment, change.on).await {
-                    Ok(()) => FlagResult::Confirmed,
-                    Err(e) => {
-                        tracing::warn!(flag = %change.flag, environment, error = %e, "switching an Unleash flag failed");
-                        if e.affects_every_flag() {
-                            blocker = Some(format!("{} failed the same way", change.flag));
-                        }
-                        FlagResult::Failed(e)
-                    }
-                }
-            }
-        };
-        let result_label = match &result {
-            FlagResult::Confirmed => "confirmed",
-            FlagResult::Failed(_) => "failed",
-            FlagResult::Skipped(_) => "skipped",
-            FlagResult::Refused(_) => "refused",
-            FlagResult::WouldSwitch { .. } => "dry_run",
-        };
-        metrics::counter!(
-            "flag_switches_total",
-            "flag" => crate::telemetry::capped_label("flag", &change.flag),
-            "environment" => crate::telemetry::capped_label("environment", environment),
-            "state" => on_off(change.on),
-            "result" => result_label
-        )
-        .increment(1);
-        outcomes.push(FlagOutcome {
-            flag: change.flag.clone(),
-            on: change.on,
-            was_on,
-            result,
-        });
+    let mut rest = changes.iter();
+    // Until one flag has been asked of the server, one at a time: a failure that would repeat
+    // for every flag (wrong token, server unreachable) is found by the first request, and the
+    // others are reported as not switched rather than all failing the same way.
+    for change in rest.by_ref() {
+        let outcome = switch_one(client, environment, change, policy, &blocker).await;
+        let asked = !matches!(outcome.result, FlagResult::Refused(_));
+        outcomes.push(outcome);
+        if asked {
+            break;
+        }
     }
+    // The other flags are independent of each other: switched side by side, reported in the
+    // order of the action. A flag named twice keeps them in order, one at a time.
+    let distinct = changes
+        .iter()
+        .map(|c| c.flag.as_str())
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+        == changes.len();
+    let width = if distinct { CONCURRENT_FLAGS } else { 1 };
+    // Built here, started by `buffered` at most `width` at a time.
+    let pending: Vec<_> = rest
+        .map(|change| switch_one(client, environment, change, policy, &blocker))
+        .collect();
+    let others: Vec<FlagOutcome> = futures::stream::iter(pending)
+        .buffered(width)
+        .collect()
+        .await;
+    outcomes.extend(others);
     ToggleReport {
         environment: environment.to_owned(),
         outcomes,
+    }
+}
+
+/// How many flags of one action are switched at once.
+const CONCURRENT_FLAGS: usize = 8;
+
+/// One flag of an action: refused, skipped (an earlier flag failed in a way every flag would),
+/// read (dry run), or read, switched and confirmed.
+async fn switch_one(
+    client: &UnleashClient,
+    environment: &str,
+    change: &FlagChange,
+    policy: &FlagPolicy,
+    blocker: &Mutex<Option<String>>,
+) -> FlagOutcome {
+    let block = |e: &crate::unleash::UnleashError| {
+        if e.affects_every_flag() {
+            let mut b = blocker.lock().expect("blocker lock");
+            b.get_or_insert_with(|| format!("{} failed the same way", change.flag));
+        }
+    };
+    let mut was_on = None;
+    let blocked = blocker.lock().expect("blocker lock").clone();
+    let result = match blocked {
+        _ if !policy.allows(&change.flag) => {
+            tracing::warn!(flag = %change.flag, "flag refused: not in ALLOWED_FLAGS");
+            FlagResult::Refused(policy.refusal())
+        }
+        Some(why) => FlagResult::Skipped(why),
+        None if policy.dry_run => match client.flag_enabled(&change.flag, environment).await {
+            Ok(currently_on) => {
+                was_on = Some(currently_on);
+                FlagResult::WouldSwitch { currently_on }
+            }
+            Err(e) => {
+                block(&e);
+                FlagResult::Failed(e)
+            }
+        },
+        None => {
+            // Read once for the report only: a failed read leaves the state unknown and
+            // does not stop the switch.
+            was_on = match client.flag_enabled(&change.flag, environment).await {
+                Ok(on) => Some(on),
+                Err(e) => {
+                    tracing::debug!(flag = %change.flag, environment, error = %e, "reading a flag's state before the switch failed");
+                    None
+                }
+            };
+            match client.set_flag(&change.flag, environment, change.on).await {
+                Ok(()) => FlagResult::Confirmed,
+                Err(e) => {
+                    tracing::warn!(flag = %change.flag, environment, error = %e, "switching an Unleash flag failed");
+                    block(&e);
+                    FlagResult::Failed(e)
+                }
+            }
+        }
+    };
+    let result_label = match &result {
+        FlagResult::Confirmed => "confirmed",
+        FlagResult::Failed(_) => "failed",
+        FlagResult::Skipped(_) => "skipped",
+        FlagResult::Refused(_) => "refused",
+        FlagResult::WouldSwitch { .. } => "dry_run",
+    };
+    metrics::counter!(
+        "flag_switches_total",
+        "flag" => crate::telemetry::capped_label("flag", &change.flag),
+        "environment" => crate::telemetry::capped_label("environment", environment),
+        "state" => on_off(change.on),
+        "result" => result_label
+    )
+    .increment(1);
+    FlagOutcome {
+        flag: change.flag.clone(),
+        on: change.on,
+        was_on,
+        result,
     }
 }
 
