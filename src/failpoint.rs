@@ -1,4 +1,4 @@
-//! Crash points for the durability tests (docs/design.md §4): with
+//! Crash points for the durability tests (docs/design.md §8): with
 //! `UNLEASH_REMEDIATION_FAILPOINT=<name>` in the environment, the process aborts, without any
 //! cleanup, as `kill -9` would stop it, the first time it reaches the point of that name. Unset
 //! (always, outside those tests), a point costs one comparison with `None`.
