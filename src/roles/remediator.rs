@@ -206,7 +206,11 @@ impl Remediator {
                 // The same event again: a redelivery after a crash or a failed ack.
                 match existing.phase {
                     Phase::Starting => (*existing, rev),
-                    Phase::Waiting => return self.resend_action(&existing).await,
+                    Phase::Waiting => {
+                        let announce =
+                            self.triggered_event(meta, &existing, &ev.problem.as_value());
+                        return self.resend_action(&existing, Some(announce)).await;
+                    }
                     Phase::Finishing => return self.complete(&key, *existing, rev).await,
                     Phase::Finished => return Ok(()),
                 }
@@ -260,12 +264,15 @@ impl Remediator {
             })
             .unwrap_or_default();
         record.actions = Some(actions);
-        self.publish_triggered(meta, &record, &ev.problem.as_value())
-            .await?;
-        crate::failpoint::point("after-triggered");
         match record.action(0) {
-            Some(action) => self.start_action(&key, record, rev, 0, action).await,
+            Some(action) => {
+                let announce = self.triggered_event(meta, &record, &ev.problem.as_value());
+                self.start_action(&key, record, rev, 0, action, Some(announce))
+                    .await
+            }
             None => {
+                self.publish_triggered(meta, &record, &ev.problem.as_value())
+                    .await?;
                 let msg = format!(
                     "no remediation action for problem {:?} in remediation.yaml (no problemType matches and no default)",
                     title_of(&record)
@@ -452,7 +459,9 @@ impl Remediator {
         if record.closing.is_none()
             && let Some(action) = self.action_at(&record, next).await
         {
-            return self.start_action(key, record, rev, next, action).await;
+            return self
+                .start_action(key, record, rev, next, action, None)
+                .await;
         }
         let msg = if record.closing.is_some() {
             format!("{error}; the problem closed meanwhile, so no further action was started")
@@ -464,6 +473,8 @@ impl Remediator {
         self.finish(key, record, rev, Outcome::Errored, msg).await
     }
 
+    /// Starts the action at `index`. `announce` is the remediation.triggered of a new
+    /// remediation: it goes out first and is confirmed while the record is written.
     async fn start_action(
         self: &Arc<Self>,
         key: &str,
@@ -471,6 +482,7 @@ impl Remediator {
         rev: u64,
         index: usize,
         action: ActionInfo,
+        announce: Option<cloudevents::Event>,
     ) -> anyhow::Result<()> {
         let id = uuid::Uuid::new_v4().to_string();
         record.phase = Phase::Waiting;
@@ -478,26 +490,43 @@ impl Remediator {
         record.action_triggered_id = Some(id.clone());
         record.action_label = label(&action);
         record.deadline_ms = self.now_ms() + self.action_timeout.as_millis() as i64;
-        // Both must be stored before the action.triggered goes out; they do not depend on
-        // each other, so they go together.
-        let (updated, linked) = tokio::join!(
+        // The record and the link must be stored before the action.triggered goes out; they do
+        // not depend on each other or on the remediation.triggered, so the three go together
+        // (the remediation.triggered is sent first, so it stays first on the bus). When its
+        // confirmation fails, the redelivered OPEN finds the record waiting and sends it again
+        // with the action, under the same ids.
+        let announced = async {
+            match announce {
+                Some(event) => self.out.publish(event).await,
+                None => Ok(()),
+            }
+        };
+        let (announced, updated, linked) = tokio::join!(
+            announced,
             self.store.update(key, &record, rev),
             self.store.link_action(&id, key)
         );
+        announced?;
         if updated? == Cas::Conflict {
             return Ok(()); // another replica moved this remediation on, or it closed
         }
         linked?;
+        crate::failpoint::point("after-triggered");
         // The timer runs on this process's monotonic clock, whatever the wall clock says.
         self.arm_timer(key.to_owned(), id, self.action_timeout);
-        self.publish_action(&record, &action).await?;
+        self.publish_action(&record, &action, None).await?;
         crate::failpoint::point("after-action-triggered");
         Ok(())
     }
 
     /// Sends status.changed and action.triggered for the record's current action (again, with
-    /// the same action.triggered id, when an OPEN is redelivered).
-    async fn publish_action(&self, record: &Record, action: &ActionInfo) -> anyhow::Result<()> {
+    /// the same action.triggered id, when an OPEN is redelivered), after `first` if given.
+    async fn publish_action(
+        &self,
+        record: &Record,
+        action: &ActionInfo,
+        first: Option<cloudevents::Event>,
+    ) -> anyhow::Result<()> {
         let link = self.link(record);
         let status = self.events.remediation_status_changed(
             &link,
@@ -516,13 +545,18 @@ impl Remediator {
         if let Some(id) = &record.action_triggered_id {
             triggered.set_id(id.clone());
         }
-        // One confirmation wait for both; the order on the bus stays status, then action.
-        self.out.publish_all(vec![status, triggered]).await
+        // One confirmation wait for all; the order on the bus stays as written.
+        let events = first.into_iter().chain([status, triggered]).collect();
+        self.out.publish_all(events).await
     }
 
-    async fn resend_action(self: &Arc<Self>, record: &Record) -> anyhow::Result<()> {
+    async fn resend_action(
+        self: &Arc<Self>,
+        record: &Record,
+        announce: Option<cloudevents::Event>,
+    ) -> anyhow::Result<()> {
         match self.action_at(record, record.action_index).await {
-            Some(action) => self.publish_action(record, &action).await,
+            Some(action) => self.publish_action(record, &action, announce).await,
             None => Ok(()),
         }
     }
@@ -557,6 +591,18 @@ impl Remediator {
         record: &Record,
         problem: &serde_json::Value,
     ) -> anyhow::Result<()> {
+        self.out
+            .publish(self.triggered_event(meta, record, problem))
+            .await
+    }
+
+    /// The remediation.triggered of a remediation, under the id fixed in its record.
+    fn triggered_event(
+        &self,
+        meta: &Meta,
+        record: &Record,
+        problem: &serde_json::Value,
+    ) -> cloudevents::Event {
         let link = Link {
             keptn_context: record.keptn_context.clone(),
             triggered_id: Some(meta.id.clone()),
@@ -566,7 +612,7 @@ impl Remediator {
             self.events
                 .remediation_triggered(&link, &record.scope, &record.labels, problem);
         event.set_id(record.remediation_triggered_id.clone());
-        self.out.publish(event).await
+        event
     }
 
     /// Decides the outcome (stored first, so a failed publish loses nothing), then sends it.
