@@ -617,7 +617,8 @@ async fn scenario_e2e(report: &mut Report, n: usize, mode: &str) -> Result<()> {
     report.latencies(&sc, "floor: NATS + Unleash (per-sample sum)", &floor, "");
     // The service also reads the flag before switching it (for `from` in action.finished):
     // one more GET than the floor above.
-    let (read, _) = unleash_read(&unleash.base_url(), unleash.admin_token(), &flag, n).await?;
+    let (read, _) =
+        unleash_timed(&unleash.base_url(), unleash.admin_token(), &flag, n, false).await?;
     let with_read: Vec<Duration> = floor.iter().zip(&read).map(|(a, b)| *a + *b).collect();
     report.latencies(
         &sc,
@@ -660,7 +661,7 @@ async fn scenario_e2e(report: &mut Report, n: usize, mode: &str) -> Result<()> {
     wait_ready(&mut svc).await?;
     let (_, to_switch, _) =
         sequential_remediations_switched(&nats_server.url(), n, "sw", Some(&switched)).await?;
-    let (post, _) = unleash_post(&proxy, unleash.admin_token(), &flag, n).await?;
+    let (post, _) = unleash_timed(&proxy, unleash.admin_token(), &flag, n, true).await?;
     let switch_floor: Vec<Duration> = nats.iter().zip(&post).map(|(a, b)| *a + *b).collect();
     report.latencies(
         &sc,
@@ -690,52 +691,31 @@ async fn scenario_e2e(report: &mut Report, n: usize, mode: &str) -> Result<()> {
     Ok(())
 }
 
-/// GET the feature (the service's read before a switch), n times after a warm-up.
-async fn unleash_read(
+/// One Unleash request, timed n times after a warm-up: the read of a flag (`post` false: the
+/// service's read before a switch) or the switch on alone (`post` true). Durations and the last
+/// status.
+async fn unleash_timed(
     base: &str,
     token: &str,
     flag: &str,
     n: usize,
+    post: bool,
 ) -> Result<(Vec<Duration>, u16)> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()?;
-    let get = format!("{base}/admin/projects/default/features/{flag}");
+    let feature = format!("{base}/admin/projects/default/features/{flag}");
+    let switch = format!("{feature}/environments/{STAGE}/on");
     let mut out = Vec::with_capacity(n);
     let mut status = 0;
     for i in 0..n + WARM_UP {
+        let request = if post {
+            http.post(&switch).json(&json!({}))
+        } else {
+            http.get(&feature)
+        };
         let t0 = Instant::now();
-        let r = http.get(&get).header("Authorization", token).send().await?;
-        status = r.status().as_u16();
-        let _ = r.bytes().await?;
-        if i >= WARM_UP {
-            out.push(t0.elapsed());
-        }
-    }
-    Ok((out, status))
-}
-
-/// POST …/on alone, n times after a warm-up.
-async fn unleash_post(
-    base: &str,
-    token: &str,
-    flag: &str,
-    n: usize,
-) -> Result<(Vec<Duration>, u16)> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()?;
-    let post = format!("{base}/admin/projects/default/features/{flag}/environments/{STAGE}/on");
-    let mut out = Vec::with_capacity(n);
-    let mut status = 0;
-    for i in 0..n + WARM_UP {
-        let t0 = Instant::now();
-        let r = http
-            .post(&post)
-            .header("Authorization", token)
-            .json(&json!({}))
-            .send()
-            .await?;
+        let r = request.header("Authorization", token).send().await?;
         status = r.status().as_u16();
         let _ = r.bytes().await?;
         if i >= WARM_UP {
