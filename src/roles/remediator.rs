@@ -38,6 +38,8 @@ pub struct Remediator {
     out: Arc<dyn Publish>,
     /// Every action deadline of this process, kept by one task (not a task per action).
     deadlines: Arc<Timers>,
+    /// Remediations whose remediation.finished this process is sending right now.
+    sending: Arc<Mutex<std::collections::HashSet<String>>>,
     this: Weak<Remediator>,
     /// Shifts this process's wall clock in tests, to play a replica whose clock is off.
     #[cfg(test)]
@@ -108,6 +110,7 @@ impl Remediator {
             action_timeout,
             out,
             deadlines: Default::default(),
+            sending: Default::default(),
             this: this.clone(),
             #[cfg(test)]
             skew_ms: Default::default(),
@@ -636,6 +639,17 @@ impl Remediator {
     /// `Finishing`), then, when the problem closed, its close actions. Every id is derived from
     /// the record, so a resend after a failure carries the ids of the first attempt.
     async fn complete(&self, key: &str, mut record: Record, rev: u64) -> anyhow::Result<()> {
+        // One sender per remediation in this process: a second action.finished, a redelivery or
+        // the resume after a start that finds the record finishing while this process is
+        // already sending its end leaves it to that sender (whose own event is redelivered if
+        // it fails).
+        let _sending = match record.phase {
+            Phase::Finishing => match Sending::start(&self.sending, key) {
+                Some(guard) => Some(guard),
+                None => return Ok(()),
+            },
+            _ => None,
+        };
         if record.phase == Phase::Finishing {
             let finish = record.finish.clone().unwrap_or(Finish {
                 outcome: Outcome::Errored,
@@ -737,6 +751,30 @@ impl Remediator {
         let mut deadlines = self.deadlines.deadlines.lock().expect("deadline lock");
         deadlines.remove(crate::state::pack_key(key));
         deadlines.gauge();
+    }
+}
+
+/// Marks a remediation as having its end sent by this process, until dropped.
+struct Sending {
+    set: Arc<Mutex<std::collections::HashSet<String>>>,
+    key: String,
+}
+
+impl Sending {
+    fn start(set: &Arc<Mutex<std::collections::HashSet<String>>>, key: &str) -> Option<Sending> {
+        set.lock()
+            .expect("sending lock")
+            .insert(key.to_owned())
+            .then(|| Sending {
+                set: set.clone(),
+                key: key.to_owned(),
+            })
+    }
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        self.set.lock().expect("sending lock").remove(&self.key);
     }
 }
 

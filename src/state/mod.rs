@@ -267,6 +267,8 @@ pub(crate) fn unpack_key(key: u128) -> String {
 }
 
 /// Where the state lives: the shared bucket, or this process's memory.
+// One per process: the size difference between the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Store {
     Memory(MemoryStore),
     Kv(KvStore),
