@@ -1,4 +1,5 @@
-//! NATS: connecting, consuming in core or JetStream mode, and publishing (docs/design.md §8).
+//! NATS: connecting, deciding what the server allows (mode, state store, the sole remediator
+//! without JetStream), consuming in core or JetStream mode, and publishing (docs/design.md §8).
 //!
 //! Delivery guarantees:
 //! - core: a queue subscription per subject; each event goes to one member of the queue group
@@ -10,10 +11,11 @@
 //!   redelivered to another replica.
 
 use crate::bus::Publish;
-use crate::config::{NatsArgs, ServeArgs};
+use crate::config::{NatsArgs, NatsMode, Role, ServeArgs};
 use crate::keptn::outgoing::Link;
 use crate::keptn::types;
 use crate::service::pipeline::Pipeline;
+use crate::state::Store;
 use anyhow::Context;
 use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
 use cloudevents::AttributesReader;
@@ -431,12 +433,110 @@ fn fair_shares(sizes: &[usize], budget: usize) -> Vec<usize> {
     shares
 }
 
+/// The NATS side of a running service once the server has been reached: whether events come
+/// through JetStream, and the context to publish and consume with. Every decision that depends
+/// on the server is made in [`Connection::establish`].
+pub struct Connection {
+    client: async_nats::Client,
+    /// `Some` when consuming (and publishing) through JetStream.
+    jetstream: Option<jetstream::Context>,
+}
+
+impl Connection {
+    /// Waits for the first connection (`None` when `stop` fires first), then decides: whether
+    /// the server has JetStream, the mode (`NATS_MODE`), the state store (the KV bucket with
+    /// JetStream, else memory, claiming to be the sole remediator of the group) and logs the
+    /// choice.
+    pub async fn establish(
+        client: &async_nats::Client,
+        args: &ServeArgs,
+        started: std::time::Instant,
+        stop: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<Option<(Connection, Store)>> {
+        let mut warned = false;
+        while client.connection_state() != async_nats::connection::State::Connected {
+            if !warned && started.elapsed() > Duration::from_secs(2) {
+                warn!(server = %redact_url(&args.nats.url()), "waiting for NATS");
+                warned = true;
+            }
+            tokio::select! {
+                _ = stop.changed() => return Ok(None),
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+
+        let js = jetstream::new(client.clone());
+        let has_js = has_jetstream(client).await;
+        let use_js = match args.nats_mode {
+            NatsMode::Core => false,
+            NatsMode::Auto => has_js,
+            NatsMode::Jetstream if has_js => true,
+            NatsMode::Jetstream => anyhow::bail!(
+                "NATS_MODE=jetstream but the server has no JetStream (start nats-server with -js, or use NATS_MODE=core)"
+            ),
+        };
+        let store = if has_js {
+            Store::jetstream(&js, &args.state_bucket, args.state_ttl).await?
+        } else {
+            if args.roles.contains(&Role::Remediator) {
+                claim_sole_remediator(client, &args.pubsub_group).await?;
+            }
+            Store::memory(args.state_ttl)
+        };
+        info!(
+            mode = if use_js { "jetstream" } else { "core" },
+            state = store.kind(),
+            "NATS mode chosen"
+        );
+        let connection = Connection {
+            client: client.clone(),
+            jetstream: use_js.then_some(js),
+        };
+        Ok(Some((connection, store)))
+    }
+
+    /// The publisher for outgoing events: through JetStream when consuming from it.
+    pub fn publisher(&self) -> NatsPublisher {
+        NatsPublisher::new(self.client.clone(), self.jetstream.clone())
+    }
+
+    /// Consumes `subjects` into `pipeline` until `shutdown` fires: durable pull consumers on
+    /// the stream covering them (JetStream), or queue subscriptions (core). `ready` is set once
+    /// subscribed.
+    pub async fn consume(
+        &self,
+        subjects: Vec<String>,
+        args: &ServeArgs,
+        pipeline: Arc<Pipeline>,
+        ready: Arc<std::sync::atomic::AtomicBool>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        match &self.jetstream {
+            Some(js) => {
+                let stream = ensure_stream(js, &args.nats_stream, &subjects).await?;
+                run_jetstream(stream, subjects, args, pipeline, ready, shutdown).await
+            }
+            None => {
+                run_core(
+                    self.client.clone(),
+                    subjects,
+                    args.pubsub_group.clone(),
+                    pipeline,
+                    ready,
+                    shutdown,
+                )
+                .await
+            }
+        }
+    }
+}
+
 /// Without JetStream the remediation state lives in each process's memory, and an
 /// `action.finished` may reach a replica that does not know its remediation: a second
 /// remediator in the same group is refused. Each one answers on a subject of the group; a new
 /// one that gets an answer stops with an error. (Two started within the same half second are not
 /// caught.)
-pub async fn claim_sole_remediator(client: &async_nats::Client, group: &str) -> anyhow::Result<()> {
+async fn claim_sole_remediator(client: &async_nats::Client, group: &str) -> anyhow::Result<()> {
     let subject = format!(
         "_unleash_remediation.replica.{}",
         crate::state::subject_token(group)
@@ -473,7 +573,7 @@ pub async fn claim_sole_remediator(client: &async_nats::Client, group: &str) -> 
 /// Whether the server has JetStream enabled for this account. Asks `$JS.API.INFO` and reads
 /// the answer loosely: the typed account-info call of the client library does not parse the
 /// answers of nats-server 2.9, and the INFO flag may not be there yet right after connecting.
-pub async fn has_jetstream(client: &async_nats::Client) -> bool {
+async fn has_jetstream(client: &async_nats::Client) -> bool {
     let answer = tokio::time::timeout(
         Duration::from_secs(5),
         client.request("$JS.API.INFO", bytes::Bytes::new()),
@@ -496,7 +596,7 @@ pub async fn has_jetstream(client: &async_nats::Client) -> bool {
 
 /// The stream holding `subjects`: an existing one (Keptn 1.x has `keptn` on `sh.keptn.>`), else
 /// a new one named `name` on `sh.keptn.>`.
-pub async fn ensure_stream(
+async fn ensure_stream(
     js: &jetstream::Context,
     name: &str,
     subjects: &[String],
@@ -569,7 +669,7 @@ fn split_toggles(subjects: &[String]) -> Vec<(String, bool)> {
 
 /// Runs core-NATS queue subscriptions until `shutdown` fires. Each subject has its own loop,
 /// so a subject whose permits are all taken (toggles on a hung Unleash) holds up only itself.
-pub async fn run_core(
+async fn run_core(
     client: async_nats::Client,
     subjects: Vec<String>,
     group: String,
@@ -639,7 +739,7 @@ pub async fn run_core(
 
 /// Runs durable JetStream pull consumers (one per subject) until `shutdown` fires.
 #[allow(clippy::too_many_arguments)]
-pub async fn run_jetstream(
+async fn run_jetstream(
     stream: stream::Stream,
     subjects: Vec<String>,
     args: &ServeArgs,
