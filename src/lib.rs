@@ -20,7 +20,9 @@
 //! - [`http_client`]: what the Unleash and Keptn API clients share: timeouts, bounded retries
 //!   with backoff, URL path segments, error text.
 //! - [`commands`]: what the `validate` and `resolve` subcommands do.
-//! - [`service`]: the running service — NATS consumers and publisher, HTTP endpoints, event routing.
+//! - [`service`]: the running service — [`service::Service::build`] checks the settings and binds
+//!   the listeners, [`service::Service::run_until_stopped`] serves, consumes and drains; NATS
+//!   (connection, mode and state store, consumers, publisher), HTTP endpoints, event routing.
 //! - [`telemetry`]: logs and the Prometheus recorder.
 //! - [`failpoint`]: crash points the durability tests set through the environment.
 //! - [`redact`]: configured secrets scrubbed from events and logs; control characters escaped in the text log.
@@ -38,6 +40,8 @@
 //! # Where behaviours live
 //! - duplicates, replays, escalation, timeouts, close actions: [`roles::remediator`] and [`state`];
 //! - acknowledgement and redelivery: [`service::nats`];
+//! - start-up (settings checked, listeners bound, then the NATS mode and the state store chosen
+//!   once the server answers): [`service::Service`] and [`service::nats::Connection`];
 //! - which flags, in which order, allowed flags, dry run, the read before each switch:
 //!   [`roles::action::toggle`] (the replies: [`roles::action`]);
 //! - talking to Unleash (API generations, retries, what an answer means): [`unleash`];

@@ -72,7 +72,11 @@ fn main() -> ExitCode {
         Command::Serve(args) => {
             telemetry::init_logging(args.log_format);
             let rt = runtime();
-            match rt.block_on(service::serve(*args, service::shutdown_signal())) {
+            let run = async {
+                let service = service::Service::build(*args).await?;
+                service.run_until_stopped(service::shutdown_signal()).await
+            };
+            match rt.block_on(run) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     // Once, through the log (stderr), in the chosen format.

@@ -1245,4 +1245,357 @@ spec:
             .collect();
         assert_eq!(second.len(), 1, "the next action started once");
     }
+
+    // The state machine under paused time: the clock stands still while the test works and
+    // jumps to the next timer when everything waits, so a ten-minute ACTION_TIMEOUT passes in
+    // milliseconds of wall time and the deadline task is exercised as in production.
+
+    const TIMEOUT: Duration = Duration::from_secs(600);
+
+    /// An event as the JSON it goes out as.
+    fn json_of(event: &Event) -> Value {
+        serde_json::to_value(event).unwrap()
+    }
+
+    fn short_types(events: &[Event]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| e.ty().trim_start_matches("sh.keptn.event.").to_owned())
+            .collect()
+    }
+
+    /// Lets every task run (virtual time only moves when all of them wait) until `done` holds;
+    /// at most `within` of virtual time, looked at every millisecond (so only for short waits:
+    /// a long one is a plain sleep, which the clock jumps over).
+    async fn settle(within: Duration, done: impl Fn() -> bool) -> bool {
+        let until = Instant::now() + within;
+        while !done() {
+            if Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        true
+    }
+
+    /// A bus on which the first publish of each listed type goes out but reports a failure, as
+    /// when the stream stored an event and its acknowledgement was lost.
+    #[derive(Clone, Default)]
+    struct LostAck {
+        seen: Collector,
+        lose_once: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl LostAck {
+        fn losing(types: &[&str]) -> LostAck {
+            LostAck {
+                seen: Collector::new(),
+                lose_once: Arc::new(Mutex::new(types.iter().map(|t| (*t).to_owned()).collect())),
+            }
+        }
+    }
+
+    impl Publish for LostAck {
+        fn publish(&self, event: Event) -> BoxFuture<'_, anyhow::Result<()>> {
+            let lost = {
+                let mut lose = self.lose_once.lock().unwrap();
+                lose.iter()
+                    .position(|t| t == event.ty())
+                    .map(|i| lose.remove(i))
+                    .is_some()
+            };
+            Box::pin(async move {
+                self.seen.publish(event).await?;
+                anyhow::ensure!(!lost, "the stream's acknowledgement was lost (test)");
+                Ok(())
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn paused_an_open_problem_triggers_its_first_action_linked_to_the_remediation() {
+        let wall = std::time::Instant::now();
+        let rig = rig_with(Flaky::default(), TIMEOUT);
+        let r = &rig.remediator;
+        handle(r, &decode(problem("p-open", "OPEN", json!("P-open"))))
+            .await
+            .unwrap();
+        let events = rig.bus.seen.events();
+        assert_eq!(
+            short_types(&events),
+            [
+                "remediation.triggered",
+                "remediation.status.changed",
+                "action.triggered"
+            ]
+        );
+        let triggered = json_of(&events[0]);
+        assert_eq!(triggered["triggeredid"], "p-open", "{triggered}");
+        assert_eq!(triggered["shkeptncontext"], "ctx-1");
+        for e in &events[1..] {
+            let e = json_of(e);
+            assert_eq!(e["triggeredid"], triggered["id"], "{e}");
+            assert_eq!(e["shkeptncontext"], "ctx-1");
+        }
+        assert_eq!(flag_values(&events[2..]), vec![r#"{"First":"on"}"#]);
+        // Just before the deadline nothing more has happened.
+        tokio::time::sleep(TIMEOUT - Duration::from_secs(1)).await;
+        assert_eq!(
+            rig.bus.seen.events().len(),
+            3,
+            "{:?}",
+            rig.bus.seen.events()
+        );
+        assert!(
+            wall.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            wall.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn paused_a_duplicate_open_of_a_running_remediation_is_silent() {
+        let rig = rig_with(Flaky::default(), TIMEOUT);
+        let r = &rig.remediator;
+        handle(r, &decode(problem("dup-1", "OPEN", json!("P-dup"))))
+            .await
+            .unwrap();
+        let before = rig.bus.seen.events().len();
+        // The monitoring tool notifies the same problem again (a new event id), twice.
+        for id in ["dup-2", "dup-3"] {
+            handle(r, &decode(problem(id, "OPEN", json!("P-dup"))))
+                .await
+                .unwrap();
+        }
+        assert_eq!(rig.bus.seen.events().len(), before);
+        assert_eq!(rig.bus.of("remediation.triggered").len(), 1);
+        // The one remediation still ends normally.
+        let first = rig.bus.of("action.triggered");
+        handle(r, &finished_for(&first[0], "pass")).await.unwrap();
+        assert_eq!(rig.bus.of("remediation.finished").len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn paused_a_redelivered_open_resends_its_action_with_the_same_ids() {
+        let bus = LostAck::losing(&["sh.keptn.event.action.triggered"]);
+        let remediator = {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("remediation.yaml"), FILE).unwrap();
+            let r = Remediator::new(
+                ResourceSource::Dir(DirSource::new(dir.path())),
+                EventFactory::new("test"),
+                Store::memory(Duration::from_secs(3600)),
+                TIMEOUT,
+                Arc::new(bus.clone()),
+            );
+            (r, dir)
+        };
+        let r = &remediator.0;
+        let open = decode(problem("redo-1", "OPEN", json!("P-redo")));
+        assert!(
+            handle(r, &open).await.is_err(),
+            "the lost acknowledgement is reported, so the OPEN is redelivered"
+        );
+        handle(r, &open).await.unwrap();
+        let of = |ty: &str| -> Vec<Value> {
+            bus.seen
+                .events()
+                .iter()
+                .filter(|e| e.ty() == format!("sh.keptn.event.{ty}"))
+                .map(json_of)
+                .collect()
+        };
+        let remediation = of("remediation.triggered");
+        assert_eq!(remediation.len(), 1, "the remediation is not started twice");
+        let actions = of("action.triggered");
+        assert_eq!(actions.len(), 2, "sent again");
+        assert_eq!(actions[0]["id"], actions[1]["id"], "with the same id");
+        for a in &actions {
+            assert_eq!(a["triggeredid"], remediation[0]["id"], "{a}");
+        }
+        // A replay once the OPEN was handled sends nothing.
+        handle(r, &open).await.unwrap();
+        assert_eq!(of("action.triggered").len(), 2);
+        // The answer to the action (whichever copy a provider saw) finishes the remediation,
+        // and the first deadline is gone with it.
+        let sent: Vec<Event> = bus
+            .seen
+            .events()
+            .into_iter()
+            .filter(|e| e.ty() == "sh.keptn.event.action.triggered")
+            .collect();
+        handle(r, &finished_for(&sent[1], "pass")).await.unwrap();
+        assert_eq!(of("remediation.finished").len(), 1);
+        tokio::time::sleep(TIMEOUT * 2).await;
+        assert_eq!(of("remediation.finished").len(), 1);
+        assert_eq!(of("action.triggered").len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn paused_a_failed_action_escalates_to_the_next_and_its_timer_is_dropped() {
+        let wall = std::time::Instant::now();
+        let rig = rig_with(Flaky::default(), TIMEOUT);
+        let r = &rig.remediator;
+        handle(r, &decode(problem("esc-1", "OPEN", json!("P-esc"))))
+            .await
+            .unwrap();
+        let first = rig.bus.of("action.triggered");
+        tokio::time::sleep(TIMEOUT / 2).await;
+        handle(r, &finished_for(&first[0], "fail")).await.unwrap();
+        let triggered = rig.bus.of("action.triggered");
+        assert_eq!(
+            flag_values(&triggered),
+            [r#"{"First":"on"}"#, r#"{"Second":"on"}"#]
+        );
+        let status = rig.bus.of("remediation.status.changed");
+        assert_eq!(json_of(&status[1])["data"]["remediation"]["actionIndex"], 1);
+        let remediation = json_of(&rig.bus.of("remediation.triggered")[0]);
+        assert_eq!(json_of(&triggered[1])["triggeredid"], remediation["id"]);
+        // The first action's deadline passes: it finished already, nothing happens. The second
+        // gets a full ACTION_TIMEOUT of its own from when it started.
+        tokio::time::sleep(TIMEOUT / 2 + Duration::from_secs(1)).await;
+        assert_eq!(rig.bus.of("action.triggered").len(), 2);
+        assert!(rig.bus.of("remediation.finished").is_empty());
+        handle(r, &finished_for(&triggered[1], "pass"))
+            .await
+            .unwrap();
+        let finished = rig.bus.of("remediation.finished");
+        assert_eq!(finished.len(), 1);
+        let data = &json_of(&finished[0])["data"];
+        assert_eq!(data["result"], "pass", "{data}");
+        assert!(
+            data["message"].as_str().unwrap().contains("second"),
+            "{data}"
+        );
+        tokio::time::sleep(TIMEOUT * 2).await;
+        assert_eq!(
+            rig.bus.seen.events().len(),
+            6,
+            "{:?}",
+            short_types(&rig.bus.seen.events())
+        );
+        assert!(
+            wall.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            wall.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn paused_an_action_that_never_finishes_times_out_and_escalates() {
+        let wall = std::time::Instant::now();
+        let start = Instant::now();
+        let rig = rig_with(Flaky::default(), TIMEOUT);
+        let r = &rig.remediator;
+        handle(r, &decode(problem("late-1", "OPEN", json!("P-late"))))
+            .await
+            .unwrap();
+        let actions = || rig.bus.of("action.triggered").len();
+        tokio::time::sleep(TIMEOUT - Duration::from_millis(10)).await;
+        assert_eq!(actions(), 1, "not before ACTION_TIMEOUT");
+        assert!(
+            settle(Duration::from_secs(1), || actions() == 2).await,
+            "escalated at the deadline"
+        );
+        assert!(start.elapsed() >= TIMEOUT);
+        // Nobody answers the second action either: the remediation ends with both errors.
+        tokio::time::sleep(TIMEOUT - Duration::from_millis(10)).await;
+        assert!(
+            rig.bus.of("remediation.finished").is_empty(),
+            "not before its own deadline"
+        );
+        assert!(
+            settle(Duration::from_secs(1), || !rig
+                .bus
+                .of("remediation.finished")
+                .is_empty())
+            .await,
+            "the second action timed out"
+        );
+        assert!(start.elapsed() >= TIMEOUT * 2);
+        let finished = rig.bus.of("remediation.finished");
+        let data = &json_of(&finished[0])["data"];
+        assert_eq!(data["status"], "errored", "{data}");
+        assert_eq!(data["result"], "fail", "{data}");
+        let message = data["message"].as_str().unwrap();
+        assert!(
+            message.contains("all 2 actions failed") && message.contains("did not finish within"),
+            "{message}"
+        );
+        // A late answer to the timed-out action changes nothing.
+        let first = rig.bus.of("action.triggered");
+        handle(r, &finished_for(&first[0], "pass")).await.unwrap();
+        tokio::time::sleep(TIMEOUT).await;
+        assert_eq!(rig.bus.of("remediation.finished").len(), 1);
+        assert_eq!(actions(), 2);
+        assert!(
+            wall.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            wall.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn paused_a_close_while_the_action_runs_switches_back_after_the_timeout() {
+        let rig = rig_with(Flaky::default(), TIMEOUT);
+        let r = &rig.remediator;
+        handle(r, &decode(problem("cl-1", "OPEN", json!("P-cl"))))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        handle(r, &decode(problem("cl-2", "CLOSED", json!("P-cl"))))
+            .await
+            .unwrap();
+        assert_eq!(
+            rig.bus.of("action.triggered").len(),
+            1,
+            "no close action yet"
+        );
+        // The open action never answers: at its deadline the remediation ends (no escalation,
+        // the problem is closed) and the close action follows.
+        tokio::time::sleep(TIMEOUT - Duration::from_secs(61)).await;
+        assert_eq!(
+            rig.bus.of("action.triggered").len(),
+            1,
+            "not before the deadline"
+        );
+        assert!(
+            settle(Duration::from_secs(2), || rig
+                .bus
+                .of("action.triggered")
+                .len()
+                == 2)
+            .await,
+            "{:?}",
+            short_types(&rig.bus.seen.events())
+        );
+        let all = rig.bus.seen.events();
+        let finished = rig.bus.of("remediation.finished");
+        assert_eq!(finished.len(), 1);
+        let message = json_of(&finished[0])["data"]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            message.contains("the problem closed meanwhile"),
+            "{message}"
+        );
+        let at_finished = all.iter().position(|e| e.id() == finished[0].id()).unwrap();
+        let close = rig.bus.of("action.triggered").pop().unwrap();
+        let at_close = all.iter().position(|e| e.id() == close.id()).unwrap();
+        assert!(
+            at_finished < at_close,
+            "remediation.finished, then the close action"
+        );
+        assert_eq!(
+            flag_values(std::slice::from_ref(&close)),
+            vec![r#"{"First":"off"}"#]
+        );
+        let data = json_of(&close);
+        assert_eq!(data["data"]["problem"]["State"], "CLOSED", "{data}");
+        // The close action is not waited for: no timeout follows it.
+        tokio::time::sleep(TIMEOUT * 2).await;
+        assert_eq!(rig.bus.of("action.triggered").len(), 2);
+        assert_eq!(rig.bus.of("remediation.finished").len(), 1);
+    }
 }

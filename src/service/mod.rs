@@ -6,7 +6,7 @@ pub mod nats;
 pub mod pipeline;
 pub(crate) mod systemd;
 
-use crate::config::{NatsMode, Role, ServeArgs};
+use crate::config::{Role, ServeArgs};
 use crate::keptn::{EventFactory, types};
 use crate::state::Store;
 use anyhow::Context;
@@ -56,205 +56,223 @@ pub async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-/// Runs the service until `stop` resolves; then stops taking events, lets those in flight
-/// finish (up to `SHUTDOWN_GRACE`; JetStream redelivers any that do not) and returns.
-pub async fn serve(
+/// The service, built and not yet running: its listeners are bound (so [`Service::http_addr`]
+/// is known, also for port 0), its roles are configured and its NATS client is connecting. A bad
+/// setting stops [`Service::build`] before anything runs.
+pub struct Service {
     args: ServeArgs,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
-    let metrics = crate::telemetry::metrics_handle();
-    let scrubber = Arc::new(args.scrubber());
-    crate::redact::scrub_logs_with(scrubber.clone());
-    let events = EventFactory::new(args.event_source.clone())
-        .with_scrubber(scrubber)
-        .dry_run(args.dry_run);
-    if args.dry_run {
-        warn!("DRY_RUN: every step is evaluated and reported, nothing is written to Unleash");
-    }
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        stop.await;
-        let _ = stop_tx.send(true);
-    });
+    started: std::time::Instant,
+    events: EventFactory,
+    action: Option<crate::roles::action::ActionRole>,
+    notifier: Option<crate::feedback::Notifier>,
+    client: async_nats::Client,
+    subscribed: Arc<AtomicBool>,
+    slot: Arc<OnceLock<Arc<Pipeline>>>,
+    http: actix_web::dev::Server,
+    http_addr: std::net::SocketAddr,
+    ops: Option<(actix_web::dev::Server, std::net::SocketAddr)>,
+}
 
-    check_http_exposure(&args)?;
-    let action = build_action_role(&args, &events)?;
-    let notifier = crate::feedback::FeedbackConfig::from_args(
-        &args.feedback,
-        args.roles.contains(&Role::Remediator),
-    )
-    .context("configuring feedback")?
-    .map(crate::feedback::Notifier::start)
-    .transpose()?;
-    let client = nats::connect(
-        &args.nats,
-        &args.event_source,
-        args.nats_subscription_capacity,
-    )
-    .await?;
-    let subscribed = Arc::new(AtomicBool::new(false));
-    tokio::spawn(systemd_lifecycle(subscribed.clone(), stop_rx.clone()));
-    let slot: Arc<OnceLock<Arc<Pipeline>>> = Arc::new(OnceLock::new());
-    let (http_server, http_addr) = http::server(
-        http::HttpState {
-            pipeline: slot.clone(),
-            nats: Some(client.clone()),
-            subscribed: subscribed.clone(),
-            token: args.http_token.clone(),
-            metrics,
-            body_limit: args.http_body_limit,
-            grafana_secret: args.grafana_webhook_secret.clone(),
-            max_alerts: args.webhook_max_alerts,
-            webhook_in_flight: Default::default(),
-        },
-        &args.http_addr,
-    )?;
-    let http_handle = http_server.handle();
-    let http_task = tokio::spawn(http_server);
-    let ops_handle = match &args.metrics_addr {
-        Some(addr) => {
-            let (server, local) = http::ops_server(
-                http::OpsState {
-                    nats: Some(client.clone()),
-                    subscribed: subscribed.clone(),
-                    metrics: crate::telemetry::metrics_handle(),
-                },
-                addr,
-            )?;
-            info!(addr = %local, "metrics, health and readiness listening");
+impl Service {
+    /// Checks the settings, builds the roles, starts connecting to NATS and binds the HTTP
+    /// listeners (port 0 picks a free port). Nothing is served until
+    /// [`Service::run_until_stopped`].
+    pub async fn build(args: ServeArgs) -> anyhow::Result<Service> {
+        let started = std::time::Instant::now();
+        let metrics = crate::telemetry::metrics_handle();
+        let scrubber = Arc::new(args.scrubber());
+        crate::redact::scrub_logs_with(scrubber.clone());
+        let events = EventFactory::new(args.event_source.clone())
+            .with_scrubber(scrubber)
+            .dry_run(args.dry_run);
+        if args.dry_run {
+            warn!("DRY_RUN: every step is evaluated and reported, nothing is written to Unleash");
+        }
+
+        check_http_exposure(&args)?;
+        let action = build_action_role(&args, &events)?;
+        let notifier = crate::feedback::FeedbackConfig::from_args(
+            &args.feedback,
+            args.roles.contains(&Role::Remediator),
+        )
+        .context("configuring feedback")?
+        .map(crate::feedback::Notifier::start)
+        .transpose()?;
+        let client = nats::connect(
+            &args.nats,
+            &args.event_source,
+            args.nats_subscription_capacity,
+        )
+        .await?;
+        let subscribed = Arc::new(AtomicBool::new(false));
+        let slot: Arc<OnceLock<Arc<Pipeline>>> = Arc::new(OnceLock::new());
+        let (http, http_addr) = http::server(
+            http::HttpState {
+                pipeline: slot.clone(),
+                nats: Some(client.clone()),
+                subscribed: subscribed.clone(),
+                token: args.http_token.clone(),
+                metrics,
+                body_limit: args.http_body_limit,
+                grafana_secret: args.grafana_webhook_secret.clone(),
+                max_alerts: args.webhook_max_alerts,
+                webhook_in_flight: Default::default(),
+            },
+            &args.http_addr,
+        )?;
+        let ops = match &args.metrics_addr {
+            Some(addr) => {
+                let (server, local) = http::ops_server(
+                    http::OpsState {
+                        nats: Some(client.clone()),
+                        subscribed: subscribed.clone(),
+                        metrics: crate::telemetry::metrics_handle(),
+                    },
+                    addr,
+                )?;
+                info!(addr = %local, "metrics, health and readiness listening");
+                Some((server, local))
+            }
+            None => None,
+        };
+        info!(addr = %http_addr, roles = ?args.roles, "HTTP listening");
+        Ok(Service {
+            args,
+            started,
+            events,
+            action,
+            notifier,
+            client,
+            subscribed,
+            slot,
+            http,
+            http_addr,
+            ops,
+        })
+    }
+
+    /// The address the HTTP listener is bound to.
+    pub fn http_addr(&self) -> std::net::SocketAddr {
+        self.http_addr
+    }
+
+    /// The address of the separate metrics listener (`METRICS_ADDR`), if there is one.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.ops.as_ref().map(|(_, addr)| *addr)
+    }
+
+    /// Serves and consumes until `stop` resolves; then stops taking events, lets those in
+    /// flight finish (up to `SHUTDOWN_GRACE`; JetStream redelivers any that do not) and returns.
+    pub async fn run_until_stopped(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Service {
+            args,
+            started,
+            events,
+            action,
+            notifier,
+            client,
+            subscribed,
+            slot,
+            http,
+            http_addr: _,
+            ops,
+        } = self;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            stop.await;
+            let _ = stop_tx.send(true);
+        });
+        tokio::spawn(systemd_lifecycle(subscribed.clone(), stop_rx.clone()));
+        let http_handle = http.handle();
+        let http_task = tokio::spawn(http);
+        let ops_handle = ops.map(|(server, _)| {
             let handle = server.handle();
             tokio::spawn(server);
-            Some(handle)
-        }
-        None => None,
-    };
-    info!(addr = %http_addr, roles = ?args.roles, "HTTP listening");
-
-    // Wait for the first connection: the mode and the state store depend on the server.
-    let mut waiting = stop_rx.clone();
-    let mut warned = false;
-    while client.connection_state() != async_nats::connection::State::Connected {
-        if !warned && started.elapsed() > Duration::from_secs(2) {
-            warn!(server = %nats::redact_url(&args.nats.url()), "waiting for NATS");
-            warned = true;
-        }
-        tokio::select! {
-            _ = waiting.changed() => {
-                http_handle.stop(true).await;
-                if let Some(h) = &ops_handle {
-                    h.stop(true).await;
-                }
-                return Ok(());
-            }
-            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-        }
-    }
-
-    let js = async_nats::jetstream::new(client.clone());
-    let has_js = nats::has_jetstream(&client).await;
-    let use_js = match args.nats_mode {
-        NatsMode::Core => false,
-        NatsMode::Auto => has_js,
-        NatsMode::Jetstream if has_js => true,
-        NatsMode::Jetstream => anyhow::bail!(
-            "NATS_MODE=jetstream but the server has no JetStream (start nats-server with -js, or use NATS_MODE=core)"
-        ),
-    };
-    let store = if has_js {
-        Store::jetstream(&js, &args.state_bucket, args.state_ttl).await?
-    } else {
-        if args.roles.contains(&Role::Remediator) {
-            nats::claim_sole_remediator(&client, &args.pubsub_group).await?;
-        }
-        Store::memory(args.state_ttl)
-    };
-    info!(
-        mode = if use_js { "jetstream" } else { "core" },
-        state = store.kind(),
-        "NATS mode chosen"
-    );
-    let mut out: Arc<dyn crate::bus::Publish> = Arc::new(nats::NatsPublisher::new(
-        client.clone(),
-        use_js.then(|| js.clone()),
-    ));
-    if let Some(n) = &notifier {
-        out = Arc::new(crate::feedback::Notifying::new(out, n.clone()));
-    }
-
-    crate::telemetry::return_freed_memory(Duration::from_secs(2));
-    let mut pipeline = build_pipeline(&args, events, out, store, action)?;
-    pipeline.notifier = notifier;
-    let pipeline = Arc::new(pipeline);
-    let _ = slot.set(pipeline.clone());
-    if let Some(r) = pipeline.remediator.clone() {
-        // In the background: listing the remembered state grows with it, and readiness must not.
-        tokio::spawn(async move {
-            match r.resume().await {
-                Ok(0) => {}
-                Ok(n) => info!(
-                    count = n,
-                    "re-armed timeouts of remediations waiting for an action"
-                ),
-                Err(e) => warn!(error = %format!("{e:#}"), "could not list waiting remediations"),
-            }
+            handle
         });
-    }
+        let stop_listeners = || async {
+            http_handle.stop(true).await;
+            if let Some(h) = &ops_handle {
+                h.stop(true).await;
+            }
+        };
 
-    let subjects = if args.pubsub_topic.is_empty() {
-        subjects_for(&args.roles, args.accept_remediation_sequences)
-    } else {
-        args.pubsub_topic.clone()
-    };
-    let consumed = if use_js {
-        let stream = nats::ensure_stream(&js, &args.nats_stream, &subjects).await?;
-        nats::run_jetstream(
-            stream,
-            subjects,
-            &args,
-            pipeline.clone(),
-            subscribed.clone(),
-            stop_rx.clone(),
-        )
-        .await
-    } else {
-        nats::run_core(
-            client.clone(),
-            subjects,
-            args.pubsub_group.clone(),
-            pipeline.clone(),
-            subscribed.clone(),
-            stop_rx.clone(),
-        )
-        .await
-    };
-    subscribed.store(false, Ordering::SeqCst);
-    if let Err(e) = systemd::notify("STOPPING=1") {
-        warn!(error = %e, "could not notify systemd of the stop");
-    }
-    consumed?;
+        // The mode and the state store depend on the server; all of that is decided there.
+        let mut waiting = stop_rx.clone();
+        let Some((connection, store)) =
+            nats::Connection::establish(&client, &args, started, &mut waiting).await?
+        else {
+            stop_listeners().await;
+            return Ok(());
+        };
+        let mut out: Arc<dyn crate::bus::Publish> = Arc::new(connection.publisher());
+        if let Some(n) = &notifier {
+            out = Arc::new(crate::feedback::Notifying::new(out, n.clone()));
+        }
 
-    info!("stopping: no new events; waiting for those in flight");
-    // Every source (NATS and HTTP) takes its permits from the pipeline, so this drain waits
-    // for all of them; from here on HTTP ingest answers 503.
-    if pipeline.permits.drain(args.shutdown_grace).await {
-        info!("all events in flight finished");
-    } else {
-        warn!("shutdown grace elapsed; unfinished events are handed back for redelivery");
+        crate::telemetry::return_freed_memory(Duration::from_secs(2));
+        let mut pipeline = build_pipeline(&args, events, out, store, action)?;
+        pipeline.notifier = notifier;
+        let pipeline = Arc::new(pipeline);
+        let _ = slot.set(pipeline.clone());
+        if let Some(r) = pipeline.remediator.clone() {
+            // In the background: listing the remembered state grows with it, and readiness must not.
+            tokio::spawn(async move {
+                match r.resume().await {
+                    Ok(0) => {}
+                    Ok(n) => info!(
+                        count = n,
+                        "re-armed timeouts of remediations waiting for an action"
+                    ),
+                    Err(e) => {
+                        warn!(error = %format!("{e:#}"), "could not list waiting remediations")
+                    }
+                }
+            });
+        }
+
+        let subjects = if args.pubsub_topic.is_empty() {
+            subjects_for(&args.roles, args.accept_remediation_sequences)
+        } else {
+            args.pubsub_topic.clone()
+        };
+        let consumed = connection
+            .consume(
+                subjects,
+                &args,
+                pipeline.clone(),
+                subscribed.clone(),
+                stop_rx.clone(),
+            )
+            .await;
+        subscribed.store(false, Ordering::SeqCst);
+        if let Err(e) = systemd::notify("STOPPING=1") {
+            warn!(error = %e, "could not notify systemd of the stop");
+        }
+        consumed?;
+
+        info!("stopping: no new events; waiting for those in flight");
+        // Every source (NATS and HTTP) takes its permits from the pipeline, so this drain waits
+        // for all of them; from here on HTTP ingest answers 503.
+        if pipeline.permits.drain(args.shutdown_grace).await {
+            info!("all events in flight finished");
+        } else {
+            warn!("shutdown grace elapsed; unfinished events are handed back for redelivery");
+        }
+        if let Some(n) = &pipeline.notifier
+            && !n.drain(Duration::from_secs(5)).await
+        {
+            warn!("feedback still queued at shutdown is not sent");
+        }
+        let _ = client.flush().await;
+        stop_listeners().await;
+        let _ = http_task.await;
+        info!("stopped");
+        Ok(())
     }
-    if let Some(n) = &pipeline.notifier
-        && !n.drain(Duration::from_secs(5)).await
-    {
-        warn!("feedback still queued at shutdown is not sent");
-    }
-    let _ = client.flush().await;
-    http_handle.stop(true).await;
-    if let Some(h) = &ops_handle {
-        h.stop(true).await;
-    }
-    let _ = http_task.await;
-    info!("stopped");
-    Ok(())
 }
 
 /// Whether `addr` (`host:port`) can only be reached from this machine.

@@ -1,6 +1,7 @@
-//! The helpers of the test binaries that include it: the service binary as a real process, a
-//! NATS listener that records every Keptn event, resource directories and events, a stand-in for
-//! another Keptn provider, the shared real Unleash servers and stub HTTP servers.
+//! The helpers of the test binaries that include it: the service binary as a real process, the
+//! service in the test's own process, a NATS listener that records every Keptn event, resource
+//! directories and events, a stand-in for another Keptn provider, the shared real Unleash
+//! servers and stub HTTP servers.
 #![allow(dead_code)]
 
 use serde_json::Value;
@@ -105,6 +106,102 @@ impl Service {
         self.process
             .terminate(Duration::from_secs(15))
             .unwrap_or_else(|e| panic!("{e:#}"))
+    }
+}
+
+/// The service in this test's own process: [`Service::build`] on port 0 with `flags` (the
+/// command line of `serve`) after the defaults below, run until [`InProcess::stop`] or drop.
+/// For tests that need only HTTP and NATS; those that read the log, kill the process or count
+/// metrics (one registry per process) use [`Service`].
+///
+/// [`Service::build`]: unleash_remediation_service::service::Service::build
+pub struct InProcess {
+    pub http: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl InProcess {
+    pub async fn start(flags: &[String]) -> InProcess {
+        use unleash_remediation_service::config::{Cli, Command};
+        let defaults = [
+            "--http-addr=127.0.0.1:0",
+            "--shutdown-grace=5s",
+            // Tests that switch flags pass their own Unleash; the others never reach this one.
+            "--unleash-server-url=http://127.0.0.1:9/api",
+            "--unleash-token=not-used-by-this-test",
+        ];
+        let line = ["unleash-remediation-service", "serve"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain(defaults.iter().map(|f| (*f).to_owned()))
+            .chain(flags.iter().cloned());
+        let args = match Cli::parse_args(line) {
+            Ok(Cli {
+                command: Command::Serve(args),
+            }) => *args,
+            Ok(other) => panic!("not serve: {other:?}"),
+            Err(e) => panic!("settings: {e}"),
+        };
+        let service = unleash_remediation_service::service::Service::build(args)
+            .await
+            .unwrap_or_else(|e| panic!("building the service: {e:#}"));
+        let http = format!("http://{}", service.http_addr());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(service.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        InProcess {
+            http,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// GET a path; (status, body).
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        match reqwest::get(format!("{}{path}", self.http)).await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                (status, r.text().await.unwrap_or_default())
+            }
+            Err(e) => (0, e.to_string()),
+        }
+    }
+
+    /// Waits until /ready answers 200; panics if the service ended or 20 s passed.
+    pub async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if self.get("/ready").await.0 == 200 {
+                return;
+            }
+            if self.task.as_ref().is_some_and(|t| t.is_finished()) {
+                let ended = self.task.take().expect("task").await;
+                panic!("the service ended before it was ready: {ended:?}");
+            }
+            assert!(Instant::now() < deadline, "not ready within 20 s");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Stops it as SIGTERM would and waits for the end of the shutdown; its result.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.expect("the service task"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
     }
 }
 
@@ -251,6 +348,25 @@ impl Fixture {
     /// A service on this fixture with `extra` settings, ready.
     pub async fn service(&self, extra: &[(&'static str, &str)]) -> Service {
         let mut svc = Service::spawn(&self.env(extra));
+        svc.wait_ready().await;
+        svc
+    }
+}
+
+impl Fixture {
+    /// The command line of a service on this fixture, `extra` added last (so it wins).
+    pub fn flags(&self, extra: &[&str]) -> Vec<String> {
+        let mut flags = vec![
+            format!("--nats-url={}", self.nats.url()),
+            format!("--resource-dir={}", self.dir.path().display()),
+        ];
+        flags.extend(extra.iter().map(|f| (*f).to_owned()));
+        flags
+    }
+
+    /// A service in this test's process on this fixture, with `extra` flags, ready.
+    pub async fn in_process(&self, extra: &[&str]) -> InProcess {
+        let mut svc = InProcess::start(&self.flags(extra)).await;
         svc.wait_ready().await;
         svc
     }

@@ -4,11 +4,11 @@ use crate::common::{FOREIGN, spawn_responder};
 use crate::common::{Fixture, problem_open};
 use std::time::Duration;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_ingest_accepts_structured_and_binary_and_rejects_bad_input() {
     let fx = Fixture::new(Some(FOREIGN), None).await;
     let svc = fx
-        .service(&[("HTTP_TOKEN", "let-me-in"), ("HTTP_BODY_LIMIT", "4096")])
+        .in_process(&["--http-token=let-me-in", "--http-body-limit=4096"])
         .await;
     let bus = &fx.bus;
     spawn_responder(bus);
@@ -106,4 +106,5 @@ async fn http_ingest_accepts_structured_and_binary_and_rejects_bad_input() {
     assert_eq!(status, 200);
     assert!(metrics.contains("events_received_total"), "{metrics}");
     assert!(metrics.contains("http_unauthorized_total"), "{metrics}");
+    svc.stop().await.expect("a clean stop");
 }

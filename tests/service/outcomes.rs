@@ -35,11 +35,11 @@ async fn remediate(bus: &Bus, title: &str) -> Value {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outcome_table_rows_for_actions() {
     let fx = Fixture::new(Some(FOREIGN), None).await;
     let _svc = fx
-        .service(&[("ACTION_TIMEOUT", "1s"), ("ROLES", "remediator")])
+        .in_process(&["--action-timeout=1s", "--roles=remediator"])
         .await;
     let bus = &fx.bus;
     spawn_responder(bus);
@@ -94,10 +94,10 @@ async fn outcome_table_rows_for_actions() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_step_is_reported_in_order_with_links() {
     let fx = Fixture::new(Some(FOREIGN), None).await;
-    let _svc = fx.service(&[]).await;
+    let _svc = fx.in_process(&[]).await;
     let bus = &fx.bus;
     spawn_responder(bus);
     let finished = remediate(bus, "Fail then pass").await;
@@ -131,7 +131,7 @@ async fn every_step_is_reported_in_order_with_links() {
 
 async fn assert_finished_errored(remediation: Option<&str>, expect: &str) {
     let fx = Fixture::new(remediation, None).await;
-    let _svc = fx.service(&[]).await;
+    let _svc = fx.in_process(&[]).await;
     let finished = remediate(&fx.bus, "Failure rate increase").await;
     assert_eq!(finished["data"]["status"], "errored");
     assert_eq!(finished["data"]["result"], "fail");
@@ -142,12 +142,12 @@ async fn assert_finished_errored(remediation: Option<&str>, expect: &str) {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_remediation_file_finishes_errored() {
     assert_finished_errored(None, "no remediation.yaml found").await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_remediation_file_finishes_errored_naming_the_line() {
     let broken = "apiVersion: spec.keptn.sh/0.1.4\nkind: Remediation\nspec:\n  remediations: [\n";
     assert_finished_errored(Some(broken), "remediation.yaml").await;

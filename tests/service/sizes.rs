@@ -6,10 +6,10 @@ use crate::common::{Fixture, problem_open};
 use serde_json::json;
 use std::time::Duration;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_problem_is_remediated_with_a_trimmed_problem_and_oversized_labels_are_refused() {
     let fx = Fixture::new(Some(FOREIGN), None).await;
-    let _svc = fx.service(&[("NATS_MODE", "jetstream")]).await;
+    let _svc = fx.in_process(&["--nats-mode=jetstream"]).await;
     spawn_responder(&fx.bus);
 
     // 600 KB of details (Dynatrace sends whole entity lists) and 300 KB of labels.
