@@ -43,6 +43,9 @@ struct Inner {
 
 struct Entry {
     bytes: Box<[u8]>,
+    /// Hash of the id of the OPEN that claimed the problem: an OPEN of another id is answered
+    /// without decoding the record (the repeats of an alert storm).
+    opened_by: u128,
     actions: Option<Arc<Actions>>,
     rev: u64,
     /// Seconds since the store started, when the entry was written.
@@ -130,6 +133,7 @@ impl Entry {
             .into_boxed_slice();
         Entry {
             bytes,
+            opened_by: id_hash(&record.opened_by),
             actions,
             rev,
             at,
@@ -177,9 +181,13 @@ impl MemoryStore {
         let mut inner = self.lock();
         if let Some(e) = inner.entries.get(&k)
             && self.live(e, now)
-            && let Some(r) = e.record()
         {
-            return Ok(Claim::Exists(Box::new(r), e.rev));
+            if e.opened_by != id_hash(&record.opened_by) {
+                return Ok(Claim::Taken);
+            }
+            if let Some(r) = e.record() {
+                return Ok(Claim::Exists(Box::new(r), e.rev));
+            }
         }
         let Inner {
             entries,

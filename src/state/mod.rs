@@ -236,9 +236,10 @@ pub(crate) fn subject_token(text: &str) -> String {
 pub enum Claim {
     /// The problem is now this remediation's, at this revision.
     Created(u64),
-    /// Someone claimed it before: the record and its revision.
+    /// Claimed before (the backend may answer so only for the same event again): the record
+    /// and its revision.
     Exists(Box<Record>, u64),
-    /// Claimed by another event, known without asking the bucket.
+    /// Claimed by another event, known without reading the record.
     Taken,
 }
 
