@@ -65,13 +65,7 @@ impl Service {
 
     /// GET a path; (status, body).
     pub async fn get(&self, path: &str) -> (u16, String) {
-        match reqwest::get(format!("{}{path}", self.http)).await {
-            Ok(r) => {
-                let status = r.status().as_u16();
-                (status, r.text().await.unwrap_or_default())
-            }
-            Err(e) => (0, e.to_string()),
-        }
+        get(&self.http, path).await
     }
 
     /// Waits until /ready answers 200.
@@ -160,13 +154,7 @@ impl InProcess {
 
     /// GET a path; (status, body).
     pub async fn get(&self, path: &str) -> (u16, String) {
-        match reqwest::get(format!("{}{path}", self.http)).await {
-            Ok(r) => {
-                let status = r.status().as_u16();
-                (status, r.text().await.unwrap_or_default())
-            }
-            Err(e) => (0, e.to_string()),
-        }
+        get(&self.http, path).await
     }
 
     /// Waits until /ready answers 200; panics if the service ended or 20 s passed.
@@ -562,4 +550,15 @@ pub async fn wait_requests(server: &MockServer, count: usize, within: Duration) 
 /// A request's JSON body.
 pub fn body(r: &Request) -> Value {
     serde_json::from_slice(&r.body).expect("JSON body")
+}
+
+/// GET `base` + `path`; (status, body), or (0, the error) without an answer.
+async fn get(base: &str, path: &str) -> (u16, String) {
+    match reqwest::get(format!("{base}{path}")).await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap_or_default())
+        }
+        Err(e) => (0, e.to_string()),
+    }
 }
