@@ -122,8 +122,19 @@ fn rename(value: Value, long_to_short: bool) -> Value {
 }
 
 impl Entry {
-    fn new(record: &Record, rev: u64, at: u32, interned: &mut Interned) -> Entry {
-        let actions = record.actions.as_ref().map(|a| interned.get(a));
+    /// `prior`: the actions the entry held before; kept as they are when unchanged (a record's
+    /// actions are fixed when its remediation starts), so an update does not intern them again.
+    fn new(
+        record: &Record,
+        rev: u64,
+        at: u32,
+        interned: &mut Interned,
+        prior: Option<&Arc<Actions>>,
+    ) -> Entry {
+        let actions = record.actions.as_ref().map(|a| match prior {
+            Some(p) if **p == *a => p.clone(),
+            _ => interned.get(a),
+        });
         let mut value = serde_json::to_value(record).expect("records serialize");
         if let Value::Object(members) = &mut value {
             members.remove("actions");
@@ -195,7 +206,7 @@ impl MemoryStore {
             bytes,
             ..
         } = &mut *inner;
-        let entry = Entry::new(record, self.next(), now, interned);
+        let entry = Entry::new(record, self.next(), now, interned, None);
         let full = |entries: &HashMap<u128, Entry>, bytes: usize| {
             entries.len() >= MEMORY_RECORDS || bytes + entry.bytes.len() > MEMORY_BYTES
         };
@@ -258,7 +269,7 @@ impl MemoryStore {
         match entries.get_mut(&k) {
             Some(entry) if entry.rev == revision => {
                 let rev = self.next();
-                let fresh = Entry::new(record, rev, now, interned);
+                let fresh = Entry::new(record, rev, now, interned, entry.actions.as_ref());
                 *bytes = *bytes + fresh.bytes.len() - entry.bytes.len();
                 *entry = fresh;
                 // A finished remediation's action needs no way back to its problem (until then

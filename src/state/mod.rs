@@ -42,7 +42,7 @@ pub enum Phase {
 
 /// The actions of a remediation, taken from remediation.yaml once, when it starts, so that a
 /// file edited meanwhile (or a replica with another file) cannot mix actions of two versions.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Actions {
     pub on_open: Vec<ActionInfo>,
     pub on_close: Vec<ActionInfo>,

@@ -765,7 +765,8 @@ async fn scenario_overhead(
         "",
     );
     report.latencies(&sc, "floor: NATS request/reply", &nats, "");
-    let p99 = Stats::of(&e2e).p99;
+    let stats = Stats::of(&e2e);
+    let p99 = stats.p99;
     report.add(
         &sc,
         "target: overhead p99 < 1 ms",
@@ -776,7 +777,6 @@ async fn scenario_overhead(
             "NOT met (end-to-end p99 incl. ≥ 3 sequential NATS hops)"
         },
     );
-    let stats = Stats::of(&e2e);
     Ok((stats.p50, stats.p99))
 }
 
