@@ -2,7 +2,7 @@
 //! decoding a problem.open, building (and serialising) a reply event, and finding the
 //! remediation in a parsed remediation.yaml.
 //!
-//! `cargo bench --bench inprocess` (the measurement times are set in code; see BENCHMARKS.md).
+//! `cargo bench -p bench --bench inprocess` (the measurement times are set in code; see BENCHMARKS.md).
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::collections::BTreeMap;
@@ -13,7 +13,9 @@ use unleash_remediation_service::keptn::{EventFactory, decode_bytes};
 use unleash_remediation_service::resources::RemediationFile;
 
 fn read(rel: &str) -> Vec<u8> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
