@@ -1,5 +1,7 @@
 //! How the roles send events. The roles only see [`Publish`]; NATS, HTTP tests and the
-//! in-memory collector implement it.
+//! in-memory collector implement it. A role may also hand an event to another role of the same
+//! process ([`ActionsHere`]): it is still published for everyone else, marked so that this
+//! service's own subscribers pass it over.
 
 use cloudevents::Event;
 use futures::future::BoxFuture;
@@ -22,12 +24,46 @@ pub trait Publish: Send + Sync {
             Ok(())
         })
     }
+
+    /// Sends `events` like [`Publish::publish_all`]; the last one is handled by this process
+    /// itself, without a trip over the bus (an `action.triggered` its action role runs, an
+    /// `action.finished` its remediator takes). A transport this service also consumes marks
+    /// it, so that the service's own subscribers, in this process and in other replicas, pass
+    /// it over; everyone else receives it as usual. Every implementation must forward the
+    /// mark: sent unmarked, the event would be handled twice.
+    fn publish_all_handled_here(&self, events: Vec<Event>) -> BoxFuture<'_, anyhow::Result<()>>;
+}
+
+/// This process's own action role, reached without the bus (wired by the service when it runs
+/// the remediator and the action role together).
+pub trait ActionsHere: Send + Sync {
+    /// Room to run an action named `action` in this process now, or `None`: the role does not
+    /// run such actions here, all its permits are taken, or the event being handled would not
+    /// be kept until the action ends (then a crash could lose the action; it goes over the
+    /// bus instead).
+    fn reserve(&self, action: &str) -> Option<Box<dyn RunHere>>;
+
+    /// Whether the event being handled was delivered before without being acknowledged (the
+    /// process handling it stopped, or its handling failed): an action it had handed to this
+    /// role may not have ended.
+    fn redelivered(&self) -> bool;
+}
+
+/// A reserved run of one action in this process.
+pub trait RunHere: Send {
+    /// Runs `event`, an `action.triggered` already stored on the bus (sent with
+    /// [`Publish::publish_all_handled_here`]), and its `action.finished` back into the
+    /// remediator. It runs in the background; when the transport keeps the event that led to
+    /// it until its handling ends (JetStream), that wait includes this run, and a failure hands
+    /// that event back for a redelivery.
+    fn run(self: Box<Self>, event: Event);
 }
 
 /// Collects events in memory; for tests and dry runs.
 #[derive(Debug, Clone, Default)]
 pub struct Collector {
     events: Arc<Mutex<Vec<Event>>>,
+    handled_here: Arc<Mutex<Vec<String>>>,
 }
 
 impl Collector {
@@ -38,11 +74,26 @@ impl Collector {
     pub fn events(&self) -> Vec<Event> {
         self.events.lock().expect("collector lock").clone()
     }
+    /// The ids of the events published as handled in this process.
+    pub fn handled_here(&self) -> Vec<String> {
+        self.handled_here.lock().expect("collector lock").clone()
+    }
 }
 
 impl Publish for Collector {
     fn publish(&self, event: Event) -> BoxFuture<'_, anyhow::Result<()>> {
         self.events.lock().expect("collector lock").push(event);
         Box::pin(async { Ok(()) })
+    }
+
+    fn publish_all_handled_here(&self, events: Vec<Event>) -> BoxFuture<'_, anyhow::Result<()>> {
+        use cloudevents::AttributesReader;
+        if let Some(last) = events.last() {
+            self.handled_here
+                .lock()
+                .expect("collector lock")
+                .push(last.id().to_owned());
+        }
+        self.publish_all(events)
     }
 }

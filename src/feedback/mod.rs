@@ -288,6 +288,17 @@ impl Publish for Notifying {
             Ok(())
         })
     }
+
+    fn publish_all_handled_here(&self, events: Vec<Event>) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            let copies: Vec<Event> = events.iter().filter(|e| is_step(e.ty())).cloned().collect();
+            self.inner.publish_all_handled_here(events).await?;
+            for copy in &copies {
+                self.notifier.observe(copy);
+            }
+            Ok(())
+        })
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 //! arrives while an action runs marks the record closing: the close actions follow the
 //! `remediation.finished`, so they never race the open action on the same flag.
 
-use crate::bus::Publish;
+use crate::bus::{ActionsHere, Publish};
 use crate::keptn::outgoing::{Link, Outcome};
 use crate::keptn::{ActionFinished, ActionInfo, EventFactory, Meta, ProblemEvent, ProblemState};
 use crate::resources::{Plan, ResourceSource, load_plan};
@@ -40,6 +40,9 @@ pub struct Remediator {
     deadlines: Arc<Timers>,
     /// Remediations whose remediation.finished this process is sending right now.
     sending: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// This process's action role, when it runs here too: a problem's first action is handed
+    /// to it directly (and still published for everyone else).
+    actions_here: std::sync::OnceLock<Box<dyn ActionsHere>>,
     this: Weak<Remediator>,
     /// Shifts this process's wall clock in tests, to play a replica whose clock is off.
     #[cfg(test)]
@@ -74,6 +77,17 @@ impl Deadlines {
     fn gauge(&self) {
         metrics::gauge!("remediations_waiting").set(self.by_problem.len() as f64);
     }
+}
+
+/// Where the action of an OPEN went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Started {
+    /// No action was started (a duplicate, a finished or refused remediation, a lost race).
+    None,
+    /// Published for a provider on the bus.
+    Bus,
+    /// Published, and run by this process's action role.
+    Here,
 }
 
 /// How long a failed timeout (the store or the bus was down) waits before it is tried again.
@@ -111,10 +125,17 @@ impl Remediator {
             out,
             deadlines: Default::default(),
             sending: Default::default(),
+            actions_here: Default::default(),
             this: this.clone(),
             #[cfg(test)]
             skew_ms: Default::default(),
         })
+    }
+
+    /// Hands the first action of each problem to `here` (this process's action role) when it
+    /// takes it, instead of waiting for it to come back over the bus. Set once.
+    pub fn run_actions_here(&self, here: Box<dyn ActionsHere>) {
+        let _ = self.actions_here.set(here);
     }
 
     /// The wall clock, only for times written into records and the duration metric: replicas'
@@ -160,18 +181,72 @@ impl Remediator {
         // A replay (the same event id again, after it was handled) does nothing; an event that
         // failed part-way is not remembered, so its redelivery completes it.
         if self.store.handled(&meta.id).await? {
+            if ev.state == ProblemState::Open && self.redelivered() {
+                // Handled, but not acknowledged: the process stopped (or failed) while the
+                // action it had handed to its action role may still have been running.
+                return self.run_again_here(meta, ev).await;
+            }
             metrics::counter!("events_replayed_total").increment(1);
             debug!(event_id = %meta.id, "problem event already handled; replay ignored");
             return Ok(());
         }
         match ev.state {
-            ProblemState::Open => self.open(meta, ev).await?,
+            // An action handed to this process's action role runs on meanwhile.
+            ProblemState::Open => _ = self.open(meta, ev).await?,
             ProblemState::Closed | ProblemState::Resolved => self.close(meta, ev).await?,
         }
         self.store.remember(&meta.id).await
     }
 
-    async fn open(self: &Arc<Self>, meta: &Meta, ev: &ProblemEvent) -> anyhow::Result<()> {
+    /// Whether the event being handled is a redelivery of one that was not acknowledged.
+    fn redelivered(&self) -> bool {
+        self.actions_here.get().is_some_and(|h| h.redelivered())
+    }
+
+    /// A redelivered OPEN that was handled: when its remediation still waits for its first
+    /// action, that action (handed to this process's role, whose `action.triggered` every
+    /// subscriber of the service passed over) runs again, under the same id, without sending
+    /// anything before it again. A remediation already deciding its end completes.
+    async fn run_again_here(
+        self: &Arc<Self>,
+        meta: &Meta,
+        ev: &ProblemEvent,
+    ) -> anyhow::Result<()> {
+        let key = problem_key(&ev.scope, &ev.identity());
+        let Some((record, rev)) = self.store.get(&key).await? else {
+            return Ok(());
+        };
+        if record.opened_by != meta.id {
+            return Ok(());
+        }
+        match record.phase {
+            Phase::Waiting if record.action_index == 0 => {}
+            Phase::Finishing => return self.complete(&key, record, rev).await,
+            _ => return Ok(()),
+        }
+        let Some(action) = self.action_at(&record, 0).await else {
+            return Ok(());
+        };
+        metrics::counter!("actions_run_again_total").increment(1);
+        info!(scope = %record.scope, action = %record.action_label, "running a remediation's first action again: the process that ran it stopped before its end");
+        let here = self
+            .actions_here
+            .get()
+            .and_then(|h| h.reserve(&action.action));
+        match here {
+            Some(here) => {
+                here.run(self.action_event(&record, &action));
+                Ok(())
+            }
+            // No room here now: the action goes over the bus, unmarked, to any provider.
+            None => self
+                .publish_action(&record, &action, None, false)
+                .await
+                .map(|_| ()),
+        }
+    }
+    /// Opens a remediation; says where its first action went.
+    async fn open(self: &Arc<Self>, meta: &Meta, ev: &ProblemEvent) -> anyhow::Result<Started> {
         let key = problem_key(&ev.scope, &ev.identity());
         let fresh = Record {
             phase: Phase::Starting,
@@ -198,7 +273,7 @@ impl Remediator {
         let size = fresh.encoded_len();
         if size > MAX_RECORD_BYTES / 2 {
             // Room is left for the actions and the outcome the record takes on later.
-            return self.refuse(meta, ev, size).await;
+            return self.refuse(meta, ev, size).await.map(|()| Started::None);
         }
         let (mut record, rev) = match self.store.claim(&key, &fresh).await? {
             Claim::Created(rev) => {
@@ -214,8 +289,13 @@ impl Remediator {
                             self.triggered_event(meta, &existing, &ev.problem.as_value());
                         return self.resend_action(&existing, Some(announce)).await;
                     }
-                    Phase::Finishing => return self.complete(&key, *existing, rev).await,
-                    Phase::Finished => return Ok(()),
+                    Phase::Finishing => {
+                        return self
+                            .complete(&key, *existing, rev)
+                            .await
+                            .map(|()| Started::None);
+                    }
+                    Phase::Finished => return Ok(Started::None),
                 }
             }
             Claim::Exists(..) | Claim::Taken => {
@@ -225,7 +305,7 @@ impl Remediator {
                     problem = %ev.identity(), scope = %ev.scope,
                     "problem already being or already remediated; duplicate OPEN ignored"
                 );
-                return Ok(());
+                return Ok(Started::None);
             }
         };
         let plan = load_plan(&self.source, &record.scope, record.git_commit_id.as_deref()).await;
@@ -233,7 +313,7 @@ impl Remediator {
             Ok(Plan::Disabled { shipyard }) => {
                 self.store.forget(&key).await?;
                 info!(scope = %record.scope, %shipyard, "remediation is not enabled for this stage by the shipyard; nothing sent");
-                return Ok(());
+                return Ok(Started::None);
             }
             Ok(Plan::Missing) => {
                 self.publish_triggered(meta, &record, &ev.problem.as_value())
@@ -242,19 +322,28 @@ impl Remediator {
                     "no remediation.yaml found for project {} stage {} service {}",
                     record.scope.project, record.scope.stage, record.scope.service
                 );
-                return self.finish(&key, record, rev, Outcome::Errored, msg).await;
+                return self
+                    .finish(&key, record, rev, Outcome::Errored, msg)
+                    .await
+                    .map(|()| Started::None);
             }
             Ok(Plan::Invalid(err)) => {
                 self.publish_triggered(meta, &record, &ev.problem.as_value())
                     .await?;
                 let msg = format!("remediation cannot run: {err}");
-                return self.finish(&key, record, rev, Outcome::Errored, msg).await;
+                return self
+                    .finish(&key, record, rev, Outcome::Errored, msg)
+                    .await
+                    .map(|()| Started::None);
             }
             Err(err) => {
                 self.publish_triggered(meta, &record, &ev.problem.as_value())
                     .await?;
                 let msg = format!("remediation.yaml could not be read: {err}");
-                return self.finish(&key, record, rev, Outcome::Errored, msg).await;
+                return self
+                    .finish(&key, record, rev, Outcome::Errored, msg)
+                    .await
+                    .map(|()| Started::None);
             }
             Ok(Plan::Ready(file)) => file,
         };
@@ -282,6 +371,7 @@ impl Remediator {
                 );
                 self.finish(&key, record, rev, Outcome::SucceededFail, msg)
                     .await
+                    .map(|()| Started::None)
             }
         }
     }
@@ -464,7 +554,8 @@ impl Remediator {
         {
             return self
                 .start_action(key, record, rev, next, action, None)
-                .await;
+                .await
+                .map(|_| ());
         }
         let msg = if record.closing.is_some() {
             format!("{error}; the problem closed meanwhile, so no further action was started")
@@ -477,7 +568,9 @@ impl Remediator {
     }
 
     /// Starts the action at `index`. `announce` is the remediation.triggered of a new
-    /// remediation: it goes out first and is confirmed while the record is written.
+    /// remediation: it goes out first and is confirmed while the record is written, and the
+    /// action may run in this process ([`Self::publish_action`]); a later action (an
+    /// escalation) always goes over the bus: nothing would start it again after a crash.
     async fn start_action(
         self: &Arc<Self>,
         key: &str,
@@ -486,7 +579,8 @@ impl Remediator {
         index: usize,
         action: ActionInfo,
         announce: Option<cloudevents::Event>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Started> {
+        let first = announce.is_some();
         let id = uuid::Uuid::new_v4().to_string();
         record.phase = Phase::Waiting;
         record.action_index = index;
@@ -511,25 +605,28 @@ impl Remediator {
         );
         announced?;
         if updated? == Cas::Conflict {
-            return Ok(()); // another replica moved this remediation on, or it closed
+            return Ok(Started::None); // another replica moved this remediation on, or it closed
         }
         linked?;
         crate::failpoint::point("after-triggered");
         // The timer runs on this process's monotonic clock, whatever the wall clock says.
         self.arm_timer(key.to_owned(), id, self.action_timeout);
-        self.publish_action(&record, &action, None).await?;
-        crate::failpoint::point("after-action-triggered");
-        Ok(())
+        self.publish_action(&record, &action, None, first).await
     }
 
     /// Sends status.changed and action.triggered for the record's current action (again, with
     /// the same action.triggered id, when an OPEN is redelivered), after `first` if given.
+    ///
+    /// With `may_run_here`, an action this process's action role takes is handed to it once
+    /// the action.triggered is stored (published marked as handled here, so no subscriber of
+    /// this service runs it again).
     async fn publish_action(
         &self,
         record: &Record,
         action: &ActionInfo,
         first: Option<cloudevents::Event>,
-    ) -> anyhow::Result<()> {
+        may_run_here: bool,
+    ) -> anyhow::Result<Started> {
         let link = self.link(record);
         let status = self.events.remediation_status_changed(
             &link,
@@ -538,8 +635,29 @@ impl Remediator {
             record.action_index,
             &action.action,
         );
+        let triggered = self.action_event(record, action);
+        let here = match self.actions_here.get() {
+            Some(here) if may_run_here => here.reserve(&action.action),
+            _ => None,
+        };
+        let copy = here.as_ref().map(|_| triggered.clone());
+        // One confirmation wait for all; the order on the bus stays as written.
+        let events: Vec<_> = first.into_iter().chain([status, triggered]).collect();
+        let (Some(here), Some(triggered)) = (here, copy) else {
+            self.out.publish_all(events).await?;
+            crate::failpoint::point("after-action-triggered");
+            return Ok(Started::Bus);
+        };
+        self.out.publish_all_handled_here(events).await?;
+        crate::failpoint::point("after-action-triggered");
+        here.run(triggered);
+        Ok(Started::Here)
+    }
+
+    /// The action.triggered of the record's current action, under the id fixed in the record.
+    fn action_event(&self, record: &Record, action: &ActionInfo) -> cloudevents::Event {
         let mut triggered = self.events.action_triggered(
-            &link,
+            &self.link(record),
             &record.scope,
             &record.labels,
             action,
@@ -548,19 +666,22 @@ impl Remediator {
         if let Some(id) = &record.action_triggered_id {
             triggered.set_id(id.clone());
         }
-        // One confirmation wait for all; the order on the bus stays as written.
-        let events = first.into_iter().chain([status, triggered]).collect();
-        self.out.publish_all(events).await
+        triggered
     }
 
+    /// Sends the current action again (an OPEN redelivered while its action was running); a
+    /// first action may run here again.
     async fn resend_action(
         self: &Arc<Self>,
         record: &Record,
         announce: Option<cloudevents::Event>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Started> {
         match self.action_at(record, record.action_index).await {
-            Some(action) => self.publish_action(record, &action, announce).await,
-            None => Ok(()),
+            Some(action) => {
+                let first = record.action_index == 0;
+                self.publish_action(record, &action, announce, first).await
+            }
+            None => Ok(Started::None),
         }
     }
 
@@ -921,6 +1042,13 @@ spec:
             }
             drop(fail);
             self.seen.publish(event)
+        }
+
+        fn publish_all_handled_here(
+            &self,
+            events: Vec<Event>,
+        ) -> BoxFuture<'_, anyhow::Result<()>> {
+            self.publish_all(events)
         }
     }
 
@@ -1309,6 +1437,13 @@ spec:
                 anyhow::ensure!(!lost, "the stream's acknowledgement was lost (test)");
                 Ok(())
             })
+        }
+
+        fn publish_all_handled_here(
+            &self,
+            events: Vec<Event>,
+        ) -> BoxFuture<'_, anyhow::Result<()>> {
+            self.publish_all(events)
         }
     }
 

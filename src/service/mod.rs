@@ -208,7 +208,8 @@ impl Service {
             stop_listeners().await;
             return Ok(());
         };
-        let mut out: Arc<dyn crate::bus::Publish> = Arc::new(connection.publisher());
+        let mut out: Arc<dyn crate::bus::Publish> =
+            Arc::new(connection.publisher(&args.pubsub_group));
         if let Some(n) = &notifier {
             out = Arc::new(crate::feedback::Notifying::new(out, n.clone()));
         }
@@ -216,8 +217,16 @@ impl Service {
         crate::telemetry::return_freed_memory(Duration::from_secs(2));
         let mut pipeline = build_pipeline(&args, events, out, store, action)?;
         pipeline.notifier = notifier;
+        pipeline.jetstream = connection.is_jetstream();
         let pipeline = Arc::new(pipeline);
         let _ = slot.set(pipeline.clone());
+        if let Some(r) = &pipeline.remediator
+            && pipeline.action.is_some()
+        {
+            // The first action of a problem runs in this process's action role, without the
+            // trip over the bus (nats/mod.rs says what keeps it durable).
+            r.run_actions_here(Box::new(Arc::downgrade(&pipeline)));
+        }
         if let Some(r) = pipeline.remediator.clone() {
             // In the background: listing the remembered state grows with it, and readiness must not.
             tokio::spawn(async move {
@@ -406,5 +415,6 @@ fn build_pipeline(
         accept_sequences: args.accept_remediation_sequences,
         notifier: None,
         permits: pipeline::Permits::new(args.concurrency),
+        jetstream: false,
     })
 }

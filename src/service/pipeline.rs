@@ -1,13 +1,16 @@
 //! Routing of incoming events to the roles. NATS and HTTP both end here, so the logic does not
 //! know where an event came from.
 
-use crate::bus::Publish;
+use crate::bus::{ActionsHere, Publish, RunHere};
 use crate::keptn::outgoing::Link;
 use crate::keptn::{DecodeError, EventFactory, Incoming, Kind, types};
 use crate::roles::action::ActionRole;
 use crate::roles::get_action::GetActionRole;
 use crate::roles::remediator::Remediator;
-use std::sync::Arc;
+use cloudevents::Event;
+use futures::future::BoxFuture;
+use std::future::Future;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{Instrument, debug, info_span, warn};
@@ -76,6 +79,118 @@ pub struct Pipeline {
     /// this process answers but did not publish.
     pub(crate) notifier: Option<crate::feedback::Notifier>,
     pub(crate) permits: Permits,
+    /// Whether events come through JetStream (kept until handled, redelivered after a crash).
+    pub(crate) jetstream: bool,
+}
+
+tokio::task_local! {
+    /// Set by [`keeping`] while its transport keeps the current event until its handling ends.
+    static KEPT: Kept;
+}
+
+/// The event being handled, as its transport keeps it.
+struct Kept {
+    /// What its handling started in this process, awaited before the event is acknowledged.
+    runs: std::cell::RefCell<Vec<Run>>,
+    /// Whether it was delivered before (and not acknowledged: a crash or a failure).
+    redelivered: bool,
+}
+
+/// An action run started in this process: its outcome and the permit it ran under.
+pub type Run = BoxFuture<'static, (anyhow::Result<()>, Option<OwnedSemaphorePermit>)>;
+
+/// Runs `work` (the handling of one event, `redelivered` or not) and returns, beside its
+/// result, the action runs it started in this process, which the caller awaits before
+/// acknowledging the event.
+pub async fn keeping<F: Future>(redelivered: bool, work: F) -> (F::Output, Vec<Run>) {
+    let kept = Kept {
+        runs: Default::default(),
+        redelivered,
+    };
+    KEPT.scope(kept, async {
+        let out = work.await;
+        let left = KEPT.with(|kept| kept.runs.take());
+        (out, left)
+    })
+    .await
+}
+
+/// Whether the event being handled is kept by its transport until [`keeping`] returns.
+fn kept() -> bool {
+    KEPT.try_with(|_| ()).is_ok()
+}
+
+/// A toggle permit taken for an action the remediator hands to this process's action role.
+struct Reserved {
+    pipeline: Arc<Pipeline>,
+    permit: OwnedSemaphorePermit,
+}
+
+impl ActionsHere for Weak<Pipeline> {
+    fn reserve(&self, action: &str) -> Option<Box<dyn RunHere>> {
+        let pipeline = self.upgrade()?;
+        if pipeline.action.is_none() || !ActionRole::handles(action) {
+            return None;
+        }
+        // With JetStream, an action run here is only as durable as the event that led to it:
+        // that event must be kept until the run ends (not so for one that came over HTTP).
+        if pipeline.jetstream && !kept() {
+            return None;
+        }
+        let permit = pipeline.permits.toggles.clone().try_acquire_owned().ok()?;
+        Some(Box::new(Reserved { pipeline, permit }))
+    }
+
+    fn redelivered(&self) -> bool {
+        KEPT.try_with(|kept| kept.redelivered).unwrap_or(false)
+    }
+}
+
+impl RunHere for Reserved {
+    fn run(self: Box<Self>, event: Event) {
+        let Reserved { pipeline, permit } = *self;
+        let task = tokio::spawn(async move {
+            let outcome = pipeline.run_here(event).await;
+            if let Err(e) = &outcome {
+                warn!(error = %format!("{e:#}"), "the action run in this process failed");
+            }
+            (outcome, Some(permit))
+        });
+        let run: Run = Box::pin(async move {
+            task.await
+                .unwrap_or_else(|e| (Err(anyhow::anyhow!("the action run stopped: {e}")), None))
+        });
+        // Detached when nothing keeps the event (core NATS, HTTP): the run goes on by itself
+        // and its permit is released when it ends.
+        let _ = KEPT.try_with(|kept| kept.runs.borrow_mut().push(run));
+    }
+}
+
+/// Publishes like `inner` and keeps the `action.finished` the action role sends, marked as
+/// handled here, for this process's remediator.
+struct HandBack {
+    inner: Arc<dyn Publish>,
+    finished: std::sync::Mutex<Option<Event>>,
+}
+
+impl Publish for HandBack {
+    fn publish(&self, event: Event) -> BoxFuture<'_, anyhow::Result<()>> {
+        use cloudevents::AttributesReader;
+        if event.ty() != types::ACTION_FINISHED {
+            return self.inner.publish(event);
+        }
+        Box::pin(async move {
+            self.inner
+                .publish_all_handled_here(vec![event.clone()])
+                .await?;
+            *self.finished.lock().expect("hand-back lock") = Some(event);
+            Ok(())
+        })
+    }
+
+    fn publish_all_handled_here(&self, events: Vec<Event>) -> BoxFuture<'_, anyhow::Result<()>> {
+        self.inner.publish_all_handled_here(events)
+    }
 }
 
 /// Why [`Pipeline::admit`] did not take an event.
@@ -248,8 +363,33 @@ impl Pipeline {
         }
     }
 
+    /// Runs an `action.triggered` of this process's remediator in its action role, and hands
+    /// the `action.finished` back to the remediator, without the bus in between (both are
+    /// published, marked as handled here, for everyone else).
+    async fn run_here(&self, event: Event) -> anyhow::Result<()> {
+        let incoming = crate::keptn::decode_event(event)
+            .map_err(|e| anyhow::anyhow!("the action.triggered to run here: {}", e.message))?;
+        let back = HandBack {
+            inner: self.out.clone(),
+            finished: Default::default(),
+        };
+        self.dispatch_to(incoming, &back).await?;
+        let finished = back.finished.lock().expect("hand-back lock").take();
+        if let Some(finished) = finished {
+            let incoming = crate::keptn::decode_event(finished)
+                .map_err(|e| anyhow::anyhow!("the action.finished run here: {}", e.message))?;
+            self.dispatch(incoming).await?;
+        }
+        Ok(())
+    }
+
     /// Hands a decoded event to its role.
     pub async fn dispatch(&self, incoming: Incoming) -> anyhow::Result<()> {
+        self.dispatch_to(incoming, self.out.as_ref()).await
+    }
+
+    /// Hands a decoded event to its role, whose replies go to `out`.
+    async fn dispatch_to(&self, incoming: Incoming, out: &dyn Publish) -> anyhow::Result<()> {
         let meta = &incoming.meta;
         let ty = types::short(&meta.ty).to_owned();
         let label = crate::telemetry::type_label(&meta.ty);
@@ -280,7 +420,7 @@ impl Pipeline {
                     None => None,
                 },
                 Kind::GetActionTriggered(g) => match &self.get_action {
-                    Some(role) => Some(role.handle(meta, g, self.out.as_ref()).await),
+                    Some(role) => Some(role.handle(meta, g, out).await),
                     None => None,
                 },
                 Kind::ActionTriggered(a) => match &self.action {
@@ -290,7 +430,7 @@ impl Pipeline {
                         {
                             n.observe_action_triggered(meta, a);
                         }
-                        Some(role.handle(meta, a, self.out.as_ref()).await)
+                        Some(role.handle(meta, a, out).await)
                     }
                     None => None,
                 },

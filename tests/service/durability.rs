@@ -304,3 +304,132 @@ async fn a_crash_at_any_step_ends_in_one_switch_and_one_finished_remediation() {
         second.terminate();
     }
 }
+
+/// Records the `Unleash-Remediation-Handled-By` header of every `action.triggered`.
+async fn handled_by_marks(url: &str) -> std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>> {
+    let client = async_nats::connect(url).await.expect("test NATS client");
+    let mut sub = client
+        .subscribe("sh.keptn.event.action.triggered")
+        .await
+        .expect("subscribe");
+    client.flush().await.expect("flush");
+    let marks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = marks.clone();
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        let _client = client;
+        while let Some(msg) = sub.next().await {
+            let mark = msg
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Unleash-Remediation-Handled-By"))
+                .map(|v| v.as_str().to_owned());
+            sink.lock().unwrap().push(mark);
+        }
+    });
+    marks
+}
+
+#[tokio::test]
+async fn with_two_replicas_each_first_action_runs_once_in_the_process_that_opened_it() {
+    let unleash = slow_unleash(Duration::ZERO).await;
+    let nats = NatsServer::start().unwrap();
+    let dir = resource_dir(Some(TOGGLE), None);
+    let env = jetstream_env(&nats, &dir, &unleash);
+    let mut a = Service::spawn(&env);
+    let mut b = Service::spawn(&env);
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let marks = handled_by_marks(&nats.url()).await;
+    let bus = Bus::connect(&nats.url()).await;
+    const N: usize = 8;
+    for i in 0..N {
+        bus.publish(&problem_open(
+            "Failure rate increase",
+            &format!("replicas-{i}"),
+        ))
+        .await;
+    }
+    let finished = bus
+        .wait_for(
+            "sh.keptn.event.remediation.finished",
+            N,
+            Duration::from_secs(30),
+        )
+        .await;
+    assert!(
+        finished.iter().all(|f| f["data"]["result"] == "pass"),
+        "{finished:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Every action ran once, although both replicas consume action.triggered.
+    assert_eq!(bus.of_type("sh.keptn.event.action.triggered").len(), N);
+    assert_eq!(bus.of_type("sh.keptn.event.action.started").len(), N);
+    assert_eq!(bus.of_type("sh.keptn.event.action.finished").len(), N);
+    assert_eq!(bus.of_type("sh.keptn.event.remediation.finished").len(), N);
+    // Each was marked with the group, and the group's consumers passed over the marked
+    // action.triggered and action.finished: none was handled a second time.
+    let marks = marks.lock().unwrap().clone();
+    assert_eq!(marks.len(), N);
+    assert!(
+        marks
+            .iter()
+            .all(|m| m.as_deref() == Some("unleash-remediation-service")),
+        "{marks:?}"
+    );
+    let mut skipped = 0.0;
+    let mut received = 0.0;
+    for svc in [&a, &b] {
+        let (_, metrics) = svc.get("/metrics").await;
+        skipped += crate::common::metric_sum(&metrics, "events_skipped_total", "handled_by_sender");
+        received += crate::common::metric_sum(
+            &metrics,
+            "events_received_total",
+            "type=\"action.triggered\"",
+        );
+    }
+    assert_eq!(skipped, (2 * N) as f64, "marked events passed over");
+    assert_eq!(received, N as f64, "action.triggered handled");
+}
+
+#[tokio::test]
+async fn a_process_killed_mid_action_has_the_redelivered_problem_run_it_again_and_send_nothing_twice()
+ {
+    let mut m = mid_toggle(Duration::from_secs(3), "run-again-1").await;
+    let (env, bus) = (m.env.clone(), m.bus.clone());
+    m.first.kill9();
+    let mut second = Service::spawn(&env);
+    second.wait_ready().await;
+    let finished = bus
+        .wait_for(
+            "sh.keptn.event.remediation.finished",
+            1,
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(finished[0]["data"]["result"], "pass", "{}", second.log());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The action ran again from the redelivered OPEN, under the id it had; nothing that came
+    // before it was sent again.
+    for (ty, count) in [
+        ("remediation.triggered", 1),
+        ("remediation.status.changed", 1),
+        ("action.triggered", 1),
+        ("action.started", 2),
+        ("action.finished", 1),
+        ("remediation.finished", 1),
+    ] {
+        assert_eq!(
+            bus.of_type(&format!("sh.keptn.event.{ty}")).len(),
+            count,
+            "{ty}; log:\n{}",
+            second.log()
+        );
+    }
+    let (_, metrics) = second.get("/metrics").await;
+    assert_eq!(
+        crate::common::metric_sum(&metrics, "actions_run_again_total", ""),
+        1.0,
+        "{metrics}"
+    );
+}

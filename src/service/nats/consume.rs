@@ -2,16 +2,17 @@
 //! JetStream pull consumers, and the acknowledgement policy (progress, Nak with growing delay,
 //! Term and a `log.error` after `MAX_DELIVER`).
 
+use super::handled_by;
 use crate::config::ServeArgs;
 use crate::keptn::outgoing::Link;
 use crate::keptn::types;
-use crate::service::pipeline::Pipeline;
+use crate::service::pipeline::{self, Pipeline};
 use anyhow::Context;
 use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
 
 /// The stream holding `subjects`: an existing one (Keptn 1.x has `keptn` on `sh.keptn.>`), else
@@ -121,6 +122,7 @@ pub(super) async fn run_core(
         .into_iter()
         .map(|(subject, skip_toggles, mut messages)| {
             let pipeline = pipeline.clone();
+            let group = group.clone();
             let mut shutdown = shutdown.clone();
             let limit = pipeline.permits.pool(&subject);
             tokio::spawn(async move {
@@ -130,6 +132,10 @@ pub(super) async fn run_core(
                         next = messages.next() => {
                             let Some(msg) = next else { break };
                             if skip_toggles && msg.subject.as_str() == types::ACTION_TRIGGERED {
+                                continue;
+                            }
+                            if handled_by(msg.headers.as_ref(), &group) {
+                                handled_elsewhere(&msg.subject);
                                 continue;
                             }
                             let permit = tokio::select! {
@@ -196,7 +202,10 @@ pub(super) async fn run_jetstream(
             consumer,
             pipeline.clone(),
             pipeline.permits.pool(subject),
-            skip_toggles,
+            Skip {
+                toggles: skip_toggles,
+                group: args.pubsub_group.clone(),
+            },
             args.ack_wait,
             args.max_deliver,
             shutdown.clone(),
@@ -210,11 +219,25 @@ pub(super) async fn run_jetstream(
     Ok(())
 }
 
+/// What a consumer acknowledges without handling it.
+struct Skip {
+    /// `action.triggered`: a consumer of its own handles it.
+    toggles: bool,
+    /// The queue group: events marked as handled by the process that sent them.
+    group: String,
+}
+
+/// Counts an event passed over because the process that sent it handles it.
+fn handled_elsewhere(subject: &str) {
+    metrics::counter!("events_skipped_total", "reason" => "handled_by_sender").increment(1);
+    tracing::debug!(event_type = %subject, "event handled by the process that sent it; passed over");
+}
+
 async fn consume(
     consumer: jetstream::consumer::Consumer<pull::Config>,
     pipeline: Arc<Pipeline>,
     limit: Arc<Semaphore>,
-    skip_toggles: bool,
+    skip: Skip,
     ack_wait: Duration,
     max_deliver: i64,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -245,8 +268,13 @@ async fn consume(
                 }
                 None => continue 'outer,
             };
-            if skip_toggles && msg.subject.as_str() == types::ACTION_TRIGGERED {
+            if skip.toggles && msg.subject.as_str() == types::ACTION_TRIGGERED {
                 // The consumer of its own handles it.
+                let _ = msg.ack().await;
+                continue;
+            }
+            if handled_by(msg.headers.as_ref(), &skip.group) {
+                handled_elsewhere(&msg.subject);
                 let _ = msg.ack().await;
                 continue;
             }
@@ -261,30 +289,44 @@ async fn consume(
             };
             let pipeline = pipeline.clone();
             tokio::spawn(async move {
-                handle_js(msg, &pipeline, ack_wait, max_deliver).await;
-                drop(permit);
+                handle_js(msg, &pipeline, permit, ack_wait, max_deliver).await;
             });
         }
     }
 }
 
+/// Handles one message under `permit`, then waits for what its handling left running in this
+/// process (an action run here, under a permit of its own) before acknowledging it: a crash
+/// before that end redelivers the message. Progress acks keep it from being redelivered
+/// meanwhile.
 async fn handle_js(
     msg: jetstream::Message,
     pipeline: &Pipeline,
+    permit: OwnedSemaphorePermit,
     ack_wait: Duration,
     max_deliver: i64,
 ) {
     let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
-    let work = pipeline.handle_payload(&msg.subject, &msg.payload);
-    tokio::pin!(work);
     let mut ticker = tokio::time::interval((ack_wait / 3).max(Duration::from_millis(200)));
     ticker.tick().await;
-    let result = loop {
-        tokio::select! {
-            r = &mut work => break r,
-            _ = ticker.tick() => { let _ = msg.ack_with(AckKind::Progress).await; }
+    let work = pipeline::keeping(
+        delivered > 1,
+        pipeline.handle_payload(&msg.subject, &msg.payload),
+    );
+    let (mut result, left) = with_progress(&msg, &mut ticker, work).await;
+    // The event's own permit goes back; what it left running holds a permit of its own, kept
+    // until this message is acknowledged, so that a shutdown waits for both.
+    drop(permit);
+    let mut held = Vec::with_capacity(left.len());
+    for run in left {
+        let (outcome, run_permit) = with_progress(&msg, &mut ticker, run).await;
+        held.push(run_permit);
+        if let Err(e) = outcome
+            && result.is_ok()
+        {
+            result = Err(e);
         }
-    };
+    }
     match result {
         Ok(()) => {
             if let Err(e) = msg.double_ack().await {
@@ -309,6 +351,22 @@ async fn handle_js(
         Err(_) => {
             let delay = Duration::from_millis(500 * (1u64 << delivered.clamp(0, 6) as u32));
             let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
+        }
+    }
+    drop(held);
+}
+
+/// Awaits `work`, sending a progress ack at every tick of `ticker` meanwhile.
+async fn with_progress<F: std::future::Future>(
+    msg: &jetstream::Message,
+    ticker: &mut tokio::time::Interval,
+    work: F,
+) -> F::Output {
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            r = &mut work => return r,
+            _ = ticker.tick() => { let _ = msg.ack_with(AckKind::Progress).await; }
         }
     }
 }

@@ -10,14 +10,19 @@
 //!   acknowledged only after its replies have been stored by the stream; a failed attempt is
 //!   redelivered, at most `MAX_DELIVER` times, after which it is terminated and reported as a
 //!   `sh.keptn.log.error`. While an event is being handled, progress acks keep it from being
-//!   redelivered to another replica.
+//!   redelivered to another replica. "Handled" includes what it handed to a role of the same
+//!   process (the first action of a problem, run here): the problem event is acknowledged once
+//!   that action's end is recorded, so a crash before that redelivers the problem, which starts
+//!   the action again under the same ids.
+//! - Events a process handles itself carry the [`HANDLED_BY`] header with the queue group; the
+//!   group's subscribers (in every replica) acknowledge them without handling them.
 
 mod connect;
 mod consume;
 mod publish;
 
 pub use connect::{connect, connect_options, redact_url, servers};
-pub use publish::{NatsPublisher, encode_within};
+pub use publish::{HANDLED_BY, NatsPublisher, encode_within, handled_by};
 
 use crate::config::{NatsMode, Role, ServeArgs};
 use crate::service::pipeline::Pipeline;
@@ -92,9 +97,15 @@ impl Connection {
         Ok(Some((connection, store)))
     }
 
-    /// The publisher for outgoing events: through JetStream when consuming from it.
-    pub fn publisher(&self) -> NatsPublisher {
-        NatsPublisher::new(self.client.clone(), self.jetstream.clone())
+    /// The publisher for outgoing events: through JetStream when consuming from it; `group`
+    /// (`PUBSUB_GROUP`) marks the events this process handles itself.
+    pub fn publisher(&self, group: &str) -> NatsPublisher {
+        NatsPublisher::new(self.client.clone(), self.jetstream.clone(), group)
+    }
+
+    /// Whether events come through JetStream, which keeps each one until its handling ends.
+    pub fn is_jetstream(&self) -> bool {
+        self.jetstream.is_some()
     }
 
     /// Consumes `subjects` into `pipeline` until `shutdown` fires: durable pull consumers on

@@ -10,44 +10,98 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use tracing::warn;
 
+/// The header that marks an event this service handles in the process that sent it; its value
+/// is the queue group (`PUBSUB_GROUP`), so only this service's own subscribers pass it over.
+pub const HANDLED_BY: &str = "Unleash-Remediation-Handled-By";
+
 /// Publishes outgoing events: subject = type, structured JSON; through JetStream (waiting for
 /// the stream's ack) when consuming from JetStream.
 pub struct NatsPublisher {
     client: async_nats::Client,
     js: Option<jetstream::Context>,
+    /// `PUBSUB_GROUP`, the value of [`HANDLED_BY`].
+    group: String,
 }
 
 impl NatsPublisher {
-    pub fn new(client: async_nats::Client, js: Option<jetstream::Context>) -> Self {
-        NatsPublisher { client, js }
+    pub fn new(client: async_nats::Client, js: Option<jetstream::Context>, group: &str) -> Self {
+        NatsPublisher {
+            client,
+            js,
+            group: group.to_owned(),
+        }
     }
 }
 
 impl NatsPublisher {
-    /// Sends one event; for JetStream, returns the stream's confirmation still to be awaited.
+    /// Sends one event (`handled_here`: marked with [`HANDLED_BY`]); for JetStream, returns the
+    /// stream's confirmation still to be awaited.
     async fn send(
         &self,
         event: &Event,
+        handled_here: bool,
     ) -> anyhow::Result<Option<(String, jetstream::context::PublishAckFuture)>> {
         let subject = event.ty().to_owned();
         let max = self.client.server_info().max_payload;
         let payload = bytes::Bytes::from(encode_within(event, max)?);
-        let pending = match &self.js {
-            Some(js) => Some(
-                js.publish(subject.clone(), payload)
-                    .await
-                    .with_context(|| format!("publishing {subject}"))?,
+        let headers = handled_here.then(|| {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(HANDLED_BY, self.group.as_str());
+            headers
+        });
+        let pending = match (&self.js, headers) {
+            (Some(js), None) => Some(js.publish(subject.clone(), payload).await),
+            (Some(js), Some(headers)) => Some(
+                js.publish_with_headers(subject.clone(), headers, payload)
+                    .await,
             ),
-            None => {
+            (None, None) => {
                 self.client
                     .publish(subject.clone(), payload)
                     .await
                     .with_context(|| format!("publishing {subject}"))?;
                 None
             }
+            (None, Some(headers)) => {
+                self.client
+                    .publish_with_headers(subject.clone(), headers, payload)
+                    .await
+                    .with_context(|| format!("publishing {subject}"))?;
+                None
+            }
         };
+        let pending = pending
+            .transpose()
+            .with_context(|| format!("publishing {subject}"))?;
         Ok(pending.map(|ack| (subject, ack)))
     }
+
+    /// Sends `events` in order, the last one marked when `last_handled_here`, then waits for
+    /// the stream's confirmations together.
+    async fn send_all(&self, events: Vec<Event>, last_handled_here: bool) -> anyhow::Result<()> {
+        let mut acks = Vec::with_capacity(events.len());
+        let last = events.len().saturating_sub(1);
+        for (i, event) in events.iter().enumerate() {
+            match self.send(event, last_handled_here && i == last).await? {
+                Some(pending) => acks.push(pending),
+                None => sent(event.ty()),
+            }
+        }
+        for (subject, ack) in acks {
+            ack.await
+                .with_context(|| format!("JetStream did not store {subject}"))?;
+            sent(&subject);
+        }
+        Ok(())
+    }
+}
+
+/// Whether a received message carries this service's [`HANDLED_BY`] mark for `group`: the
+/// process that sent it handles it itself.
+pub fn handled_by(headers: Option<&async_nats::HeaderMap>, group: &str) -> bool {
+    headers
+        .and_then(|h| h.get(HANDLED_BY))
+        .is_some_and(|v| v.as_str() == group)
 }
 
 fn sent(subject: &str) {
@@ -58,7 +112,7 @@ fn sent(subject: &str) {
 impl Publish for NatsPublisher {
     fn publish(&self, event: Event) -> BoxFuture<'_, anyhow::Result<()>> {
         Box::pin(async move {
-            if let Some((subject, ack)) = self.send(&event).await? {
+            if let Some((subject, ack)) = self.send(&event, false).await? {
                 ack.await
                     .with_context(|| format!("JetStream did not store {subject}"))?;
             }
@@ -68,21 +122,11 @@ impl Publish for NatsPublisher {
     }
 
     fn publish_all(&self, events: Vec<Event>) -> BoxFuture<'_, anyhow::Result<()>> {
-        Box::pin(async move {
-            let mut acks = Vec::with_capacity(events.len());
-            for event in &events {
-                match self.send(event).await? {
-                    Some(pending) => acks.push(pending),
-                    None => sent(event.ty()),
-                }
-            }
-            for (subject, ack) in acks {
-                ack.await
-                    .with_context(|| format!("JetStream did not store {subject}"))?;
-                sent(&subject);
-            }
-            Ok(())
-        })
+        Box::pin(self.send_all(events, false))
+    }
+
+    fn publish_all_handled_here(&self, events: Vec<Event>) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(self.send_all(events, true))
     }
 }
 
