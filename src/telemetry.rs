@@ -296,7 +296,7 @@ fn describe_metrics() {
     );
     describe_counter!(
         "events_skipped_total",
-        "Events passed over without a reply, by reason: own_event (sent by this service), log_event (sh.keptn.log.*), unhandled_type (a type no role handles, under a wildcard subscription)."
+        "Events passed over without a reply, by reason: own_event (sent by this service), log_event (sh.keptn.log.*), unhandled_type (a type no role handles, under a wildcard subscription), handled_by_sender (marked as handled by the replica that sent it)."
     );
     describe_counter!(
         "events_shortened_total",
@@ -342,6 +342,10 @@ fn describe_metrics() {
     describe_counter!(
         "events_replayed_total",
         "Problem events whose id was already handled (a replay); nothing is done for them."
+    );
+    describe_counter!(
+        "actions_run_again_total",
+        "First actions run again from a redelivered problem event, after the process that ran them stopped before their end."
     );
     describe_counter!(
         "closes_ignored_total",
@@ -481,7 +485,7 @@ fn register_known_series() {
     ] {
         counter!("events_rejected_total", "type" => "other", "reason" => reason).absolute(0);
     }
-    for reason in ["own_event", "log_event", "unhandled_type"] {
+    for reason in ["own_event", "log_event", "unhandled_type", "handled_by_sender"] {
         counter!("events_skipped_total", "reason" => reason).absolute(0);
     }
     for ty in KNOWN_TYPES.map(types::short) {
@@ -496,6 +500,7 @@ fn register_known_series() {
         "action_timeouts_total",
         "events_shortened_total",
         "events_replayed_total",
+        "actions_run_again_total",
         "closes_ignored_total",
         "state_evictions_total",
     ] {
