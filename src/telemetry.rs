@@ -485,7 +485,12 @@ fn register_known_series() {
     ] {
         counter!("events_rejected_total", "type" => "other", "reason" => reason).absolute(0);
     }
-    for reason in ["own_event", "log_event", "unhandled_type", "handled_by_sender"] {
+    for reason in [
+        "own_event",
+        "log_event",
+        "unhandled_type",
+        "handled_by_sender",
+    ] {
         counter!("events_skipped_total", "reason" => reason).absolute(0);
     }
     for ty in KNOWN_TYPES.map(types::short) {
