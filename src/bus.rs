@@ -63,7 +63,6 @@ pub trait RunHere: Send {
 #[derive(Debug, Clone, Default)]
 pub struct Collector {
     events: Arc<Mutex<Vec<Event>>>,
-    handled_here: Arc<Mutex<Vec<String>>>,
 }
 
 impl Collector {
@@ -74,10 +73,6 @@ impl Collector {
     pub fn events(&self) -> Vec<Event> {
         self.events.lock().expect("collector lock").clone()
     }
-    /// The ids of the events published as handled in this process.
-    pub fn handled_here(&self) -> Vec<String> {
-        self.handled_here.lock().expect("collector lock").clone()
-    }
 }
 
 impl Publish for Collector {
@@ -86,14 +81,8 @@ impl Publish for Collector {
         Box::pin(async { Ok(()) })
     }
 
+    /// Nobody consumes from a collector, so there is nothing to mark.
     fn publish_all_handled_here(&self, events: Vec<Event>) -> BoxFuture<'_, anyhow::Result<()>> {
-        use cloudevents::AttributesReader;
-        if let Some(last) = events.last() {
-            self.handled_here
-                .lock()
-                .expect("collector lock")
-                .push(last.id().to_owned());
-        }
         self.publish_all(events)
     }
 }

@@ -279,20 +279,30 @@ impl Publish for Notifying {
     }
 
     fn publish_all(&self, events: Vec<Event>) -> BoxFuture<'_, anyhow::Result<()>> {
-        Box::pin(async move {
-            let copies: Vec<Event> = events.iter().filter(|e| is_step(e.ty())).cloned().collect();
-            self.inner.publish_all(events).await?;
-            for copy in &copies {
-                self.notifier.observe(copy);
-            }
-            Ok(())
-        })
+        let copies = steps(&events);
+        self.observed(copies, self.inner.publish_all(events))
     }
 
     fn publish_all_handled_here(&self, events: Vec<Event>) -> BoxFuture<'_, anyhow::Result<()>> {
+        let copies = steps(&events);
+        self.observed(copies, self.inner.publish_all_handled_here(events))
+    }
+}
+
+/// Copies of the remediation steps among `events`.
+fn steps(events: &[Event]) -> Vec<Event> {
+    events.iter().filter(|e| is_step(e.ty())).cloned().collect()
+}
+
+impl Notifying {
+    /// Awaits `sent` and, once the transport took the events, shows `copies` to the notifier.
+    fn observed<'a>(
+        &'a self,
+        copies: Vec<Event>,
+        sent: BoxFuture<'a, anyhow::Result<()>>,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
-            let copies: Vec<Event> = events.iter().filter(|e| is_step(e.ty())).cloned().collect();
-            self.inner.publish_all_handled_here(events).await?;
+            sent.await?;
             for copy in &copies {
                 self.notifier.observe(copy);
             }

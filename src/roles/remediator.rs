@@ -79,17 +79,6 @@ impl Deadlines {
     }
 }
 
-/// Where the action of an OPEN went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Started {
-    /// No action was started (a duplicate, a finished or refused remediation, a lost race).
-    None,
-    /// Published for a provider on the bus.
-    Bus,
-    /// Published, and run by this process's action role.
-    Here,
-}
-
 /// How long a failed timeout (the store or the bus was down) waits before it is tried again.
 const TIMEOUT_RETRY: Duration = Duration::from_secs(5);
 
@@ -192,7 +181,7 @@ impl Remediator {
         }
         match ev.state {
             // An action handed to this process's action role runs on meanwhile.
-            ProblemState::Open => _ = self.open(meta, ev).await?,
+            ProblemState::Open => self.open(meta, ev).await?,
             ProblemState::Closed | ProblemState::Resolved => self.close(meta, ev).await?,
         }
         self.store.remember(&meta.id).await
@@ -239,14 +228,10 @@ impl Remediator {
                 Ok(())
             }
             // No room here now: the action goes over the bus, unmarked, to any provider.
-            None => self
-                .publish_action(&record, &action, None, false)
-                .await
-                .map(|_| ()),
+            None => self.publish_action(&record, &action, None, false).await,
         }
     }
-    /// Opens a remediation; says where its first action went.
-    async fn open(self: &Arc<Self>, meta: &Meta, ev: &ProblemEvent) -> anyhow::Result<Started> {
+    async fn open(self: &Arc<Self>, meta: &Meta, ev: &ProblemEvent) -> anyhow::Result<()> {
         let key = problem_key(&ev.scope, &ev.identity());
         let fresh = Record {
             phase: Phase::Starting,
@@ -273,7 +258,7 @@ impl Remediator {
         let size = fresh.encoded_len();
         if size > MAX_RECORD_BYTES / 2 {
             // Room is left for the actions and the outcome the record takes on later.
-            return self.refuse(meta, ev, size).await.map(|()| Started::None);
+            return self.refuse(meta, ev, size).await;
         }
         let (mut record, rev) = match self.store.claim(&key, &fresh).await? {
             Claim::Created(rev) => {
@@ -289,13 +274,8 @@ impl Remediator {
                             self.triggered_event(meta, &existing, &ev.problem.as_value());
                         return self.resend_action(&existing, Some(announce)).await;
                     }
-                    Phase::Finishing => {
-                        return self
-                            .complete(&key, *existing, rev)
-                            .await
-                            .map(|()| Started::None);
-                    }
-                    Phase::Finished => return Ok(Started::None),
+                    Phase::Finishing => return self.complete(&key, *existing, rev).await,
+                    Phase::Finished => return Ok(()),
                 }
             }
             Claim::Exists(..) | Claim::Taken => {
@@ -305,7 +285,7 @@ impl Remediator {
                     problem = %ev.identity(), scope = %ev.scope,
                     "problem already being or already remediated; duplicate OPEN ignored"
                 );
-                return Ok(Started::None);
+                return Ok(());
             }
         };
         let plan = load_plan(&self.source, &record.scope, record.git_commit_id.as_deref()).await;
@@ -313,7 +293,7 @@ impl Remediator {
             Ok(Plan::Disabled { shipyard }) => {
                 self.store.forget(&key).await?;
                 info!(scope = %record.scope, %shipyard, "remediation is not enabled for this stage by the shipyard; nothing sent");
-                return Ok(Started::None);
+                return Ok(());
             }
             Ok(Plan::Missing) => {
                 self.publish_triggered(meta, &record, &ev.problem.as_value())
@@ -322,28 +302,19 @@ impl Remediator {
                     "no remediation.yaml found for project {} stage {} service {}",
                     record.scope.project, record.scope.stage, record.scope.service
                 );
-                return self
-                    .finish(&key, record, rev, Outcome::Errored, msg)
-                    .await
-                    .map(|()| Started::None);
+                return self.finish(&key, record, rev, Outcome::Errored, msg).await;
             }
             Ok(Plan::Invalid(err)) => {
                 self.publish_triggered(meta, &record, &ev.problem.as_value())
                     .await?;
                 let msg = format!("remediation cannot run: {err}");
-                return self
-                    .finish(&key, record, rev, Outcome::Errored, msg)
-                    .await
-                    .map(|()| Started::None);
+                return self.finish(&key, record, rev, Outcome::Errored, msg).await;
             }
             Err(err) => {
                 self.publish_triggered(meta, &record, &ev.problem.as_value())
                     .await?;
                 let msg = format!("remediation.yaml could not be read: {err}");
-                return self
-                    .finish(&key, record, rev, Outcome::Errored, msg)
-                    .await
-                    .map(|()| Started::None);
+                return self.finish(&key, record, rev, Outcome::Errored, msg).await;
             }
             Ok(Plan::Ready(file)) => file,
         };
@@ -371,7 +342,6 @@ impl Remediator {
                 );
                 self.finish(&key, record, rev, Outcome::SucceededFail, msg)
                     .await
-                    .map(|()| Started::None)
             }
         }
     }
@@ -554,8 +524,7 @@ impl Remediator {
         {
             return self
                 .start_action(key, record, rev, next, action, None)
-                .await
-                .map(|_| ());
+                .await;
         }
         let msg = if record.closing.is_some() {
             format!("{error}; the problem closed meanwhile, so no further action was started")
@@ -579,7 +548,7 @@ impl Remediator {
         index: usize,
         action: ActionInfo,
         announce: Option<cloudevents::Event>,
-    ) -> anyhow::Result<Started> {
+    ) -> anyhow::Result<()> {
         let first = announce.is_some();
         let id = uuid::Uuid::new_v4().to_string();
         record.phase = Phase::Waiting;
@@ -605,7 +574,7 @@ impl Remediator {
         );
         announced?;
         if updated? == Cas::Conflict {
-            return Ok(Started::None); // another replica moved this remediation on, or it closed
+            return Ok(()); // another replica moved this remediation on, or it closed
         }
         linked?;
         crate::failpoint::point("after-triggered");
@@ -626,7 +595,7 @@ impl Remediator {
         action: &ActionInfo,
         first: Option<cloudevents::Event>,
         may_run_here: bool,
-    ) -> anyhow::Result<Started> {
+    ) -> anyhow::Result<()> {
         let link = self.link(record);
         let status = self.events.remediation_status_changed(
             &link,
@@ -640,18 +609,22 @@ impl Remediator {
             Some(here) if may_run_here => here.reserve(&action.action),
             _ => None,
         };
-        let copy = here.as_ref().map(|_| triggered.clone());
         // One confirmation wait for all; the order on the bus stays as written.
-        let events: Vec<_> = first.into_iter().chain([status, triggered]).collect();
-        let (Some(here), Some(triggered)) = (here, copy) else {
-            self.out.publish_all(events).await?;
-            crate::failpoint::point("after-action-triggered");
-            return Ok(Started::Bus);
-        };
-        self.out.publish_all_handled_here(events).await?;
-        crate::failpoint::point("after-action-triggered");
-        here.run(triggered);
-        Ok(Started::Here)
+        let mut events: Vec<_> = first.into_iter().chain([status]).collect();
+        match here {
+            Some(here) => {
+                events.push(triggered.clone());
+                self.out.publish_all_handled_here(events).await?;
+                crate::failpoint::point("after-action-triggered");
+                here.run(triggered);
+            }
+            None => {
+                events.push(triggered);
+                self.out.publish_all(events).await?;
+                crate::failpoint::point("after-action-triggered");
+            }
+        }
+        Ok(())
     }
 
     /// The action.triggered of the record's current action, under the id fixed in the record.
@@ -675,13 +648,13 @@ impl Remediator {
         self: &Arc<Self>,
         record: &Record,
         announce: Option<cloudevents::Event>,
-    ) -> anyhow::Result<Started> {
+    ) -> anyhow::Result<()> {
         match self.action_at(record, record.action_index).await {
             Some(action) => {
                 let first = record.action_index == 0;
                 self.publish_action(record, &action, announce, first).await
             }
-            None => Ok(Started::None),
+            None => Ok(()),
         }
     }
 

@@ -93,25 +93,35 @@ async fn mid_toggle(delay: Duration, id: &str) -> MidToggle {
     }
 }
 
-#[tokio::test]
-async fn sigkill_mid_remediation_then_restart_remediates_exactly_once() {
-    let mut m = mid_toggle(Duration::from_secs(3), "durable-1").await;
-    let (env, bus) = (m.env.clone(), m.bus.clone());
+/// Kills the service of `m` with SIGKILL in the middle of its toggle (nothing finished yet),
+/// starts a second one on the same settings and waits for the remediation.finished.
+async fn kill_mid_toggle_and_restart(
+    mut m: MidToggle,
+) -> (MidToggle, Service, Vec<serde_json::Value>) {
     m.first.kill9();
     assert!(
-        bus.of_type("sh.keptn.event.remediation.finished")
+        m.bus
+            .of_type("sh.keptn.event.remediation.finished")
             .is_empty()
     );
-
-    let mut second = Service::spawn(&env);
+    let mut second = Service::spawn(&m.env);
     second.wait_ready().await;
-    let finished = bus
+    let finished = m
+        .bus
         .wait_for(
             "sh.keptn.event.remediation.finished",
             1,
             Duration::from_secs(30),
         )
         .await;
+    (m, second, finished)
+}
+
+#[tokio::test]
+async fn sigkill_mid_remediation_then_restart_remediates_exactly_once() {
+    let m = mid_toggle(Duration::from_secs(3), "durable-1").await;
+    let (m, second, finished) = kill_mid_toggle_and_restart(m).await;
+    let bus = &m.bus;
     assert_eq!(
         finished[0]["data"]["result"],
         "pass",
@@ -395,18 +405,9 @@ async fn with_two_replicas_each_first_action_runs_once_in_the_process_that_opene
 #[tokio::test]
 async fn a_process_killed_mid_action_has_the_redelivered_problem_run_it_again_and_send_nothing_twice()
  {
-    let mut m = mid_toggle(Duration::from_secs(3), "run-again-1").await;
-    let (env, bus) = (m.env.clone(), m.bus.clone());
-    m.first.kill9();
-    let mut second = Service::spawn(&env);
-    second.wait_ready().await;
-    let finished = bus
-        .wait_for(
-            "sh.keptn.event.remediation.finished",
-            1,
-            Duration::from_secs(30),
-        )
-        .await;
+    let m = mid_toggle(Duration::from_secs(3), "run-again-1").await;
+    let (m, second, finished) = kill_mid_toggle_and_restart(m).await;
+    let bus = &m.bus;
     assert_eq!(finished[0]["data"]["result"], "pass", "{}", second.log());
     tokio::time::sleep(Duration::from_secs(3)).await;
     // The action ran again from the redelivered OPEN, under the id it had; nothing that came
