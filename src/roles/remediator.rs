@@ -231,6 +231,7 @@ impl Remediator {
             None => self.publish_action(&record, &action, None, false).await,
         }
     }
+
     async fn open(self: &Arc<Self>, meta: &Meta, ev: &ProblemEvent) -> anyhow::Result<()> {
         let key = problem_key(&ev.scope, &ev.identity());
         let fresh = Record {
