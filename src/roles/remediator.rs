@@ -167,22 +167,35 @@ impl Remediator {
         meta: &Meta,
         ev: &ProblemEvent,
     ) -> anyhow::Result<()> {
+        // An OPEN for a problem another event is known here to have claimed does nothing,
+        // whether this one was handled before or not: the claim would refuse it. Known without
+        // a round trip, this is what most of an alert storm costs.
+        if ev.state == ProblemState::Open
+            && self
+                .store
+                .claimed_by_other(&problem_key(&ev.scope, &ev.identity()), &meta.id)
+        {
+            duplicate(ev);
+            return Ok(());
+        }
         // A replay (the same event id again, after it was handled) does nothing; an event that
         // failed part-way is not remembered, so its redelivery completes it.
         if self.store.handled(&meta.id).await? {
             if ev.state == ProblemState::Open && self.redelivered() {
                 // Handled, but not acknowledged: the process stopped (or failed) while the
                 // action it had handed to its action role may still have been running.
-                return self.run_again_here(meta, ev).await;
+                return Box::pin(self.run_again_here(meta, ev)).await;
             }
             metrics::counter!("events_replayed_total").increment(1);
             debug!(event_id = %meta.id, "problem event already handled; replay ignored");
             return Ok(());
         }
+        // Boxed: a remediation's future is kilobytes, and an alert storm's duplicates, which
+        // end above, would otherwise copy it with every event handed to a task.
         match ev.state {
             // An action handed to this process's action role runs on meanwhile.
-            ProblemState::Open => self.open(meta, ev).await?,
-            ProblemState::Closed | ProblemState::Resolved => self.close(meta, ev).await?,
+            ProblemState::Open => Box::pin(self.open(meta, ev)).await?,
+            ProblemState::Closed | ProblemState::Resolved => Box::pin(self.close(meta, ev)).await?,
         }
         self.store.remember(&meta.id).await
     }
@@ -280,12 +293,7 @@ impl Remediator {
                 }
             }
             Claim::Exists(..) | Claim::Taken => {
-                metrics::counter!("duplicates_total").increment(1);
-                // Debug, not info: an alert storm repeats one problem thousands of times.
-                debug!(
-                    problem = %ev.identity(), scope = %ev.scope,
-                    "problem already being or already remediated; duplicate OPEN ignored"
-                );
+                duplicate(ev);
                 return Ok(());
             }
         };
@@ -947,6 +955,16 @@ fn problem_of(record: &Record) -> crate::keptn::ProblemDetails {
 
 fn title_of(record: &Record) -> String {
     problem_of(record).title().unwrap_or_default().to_owned()
+}
+
+/// Counts and logs an OPEN for a problem that is already being or already was remediated.
+fn duplicate(ev: &ProblemEvent) {
+    metrics::counter!("duplicates_total").increment(1);
+    // Debug, not info: an alert storm repeats one problem thousands of times.
+    debug!(
+        problem = %ev.identity(), scope = %ev.scope,
+        "problem already being or already remediated; duplicate OPEN ignored"
+    );
 }
 
 #[cfg(test)]

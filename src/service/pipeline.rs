@@ -403,6 +403,8 @@ impl Pipeline {
             event_type = %ty,
             scope = %scope,
         );
+        // Every arm but a problem's is boxed, and a problem's boxes what follows its duplicate
+        // check: the future handed to a task per event stays small.
         async {
             let handled = match &incoming.kind {
                 Kind::Problem(p) => match &self.remediator {
@@ -416,11 +418,11 @@ impl Pipeline {
                     None => None,
                 },
                 Kind::ActionFinished(f) => match &self.remediator {
-                    Some(r) => Some(r.on_action_finished(meta, f).await),
+                    Some(r) => Some(Box::pin(r.on_action_finished(meta, f)).await),
                     None => None,
                 },
                 Kind::GetActionTriggered(g) => match &self.get_action {
-                    Some(role) => Some(role.handle(meta, g, out).await),
+                    Some(role) => Some(Box::pin(role.handle(meta, g, out)).await),
                     None => None,
                 },
                 Kind::ActionTriggered(a) => match &self.action {
@@ -430,7 +432,7 @@ impl Pipeline {
                         {
                             n.observe_action_triggered(meta, a);
                         }
-                        Some(role.handle(meta, a, out).await)
+                        Some(Box::pin(role.handle(meta, a, out)).await)
                     }
                     None => None,
                 },

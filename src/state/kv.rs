@@ -171,6 +171,10 @@ impl KvStore {
         })
     }
 
+    pub(super) fn claimed_by_other(&self, key: &str, opened_by: &str) -> bool {
+        self.known.claimed_by_other(key, opened_by)
+    }
+
     pub(super) async fn claim(&self, key: &str, record: &Record) -> anyhow::Result<Claim> {
         if self.known.claimed_by_other(key, &record.opened_by) {
             return Ok(Claim::Taken);

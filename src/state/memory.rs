@@ -186,6 +186,14 @@ impl MemoryStore {
         self.inner.lock().expect("state lock")
     }
 
+    pub(super) fn claimed_by_other(&self, key: &str, opened_by: &str) -> bool {
+        let now = self.now();
+        self.lock()
+            .entries
+            .get(&pack_key(key))
+            .is_some_and(|e| self.live(e, now) && e.opened_by != id_hash(opened_by))
+    }
+
     pub(super) fn claim(&self, key: &str, record: &Record) -> anyhow::Result<Claim> {
         let k = pack_key(key);
         let now = self.now();

@@ -267,7 +267,9 @@ pub(crate) fn unpack_key(key: u128) -> String {
     format!("p.{key:032x}")
 }
 
-/// Where the state lives: the shared bucket, or this process's memory.
+/// Where the state lives: the shared bucket, or this process's memory. The bucket's calls are
+/// boxed: their futures are large, and every caller's would carry them even when the memory
+/// backend answers at once.
 // One per process: the size difference between the variants does not matter.
 #[allow(clippy::large_enum_variant)]
 pub enum Store {
@@ -300,7 +302,17 @@ impl Store {
     pub async fn claim(&self, key: &str, record: &Record) -> anyhow::Result<Claim> {
         match self {
             Store::Memory(m) => m.claim(key, record),
-            Store::Kv(s) => s.claim(key, record).await,
+            Store::Kv(s) => Box::pin(s.claim(key, record)).await,
+        }
+    }
+
+    /// Whether `key` is known, without a round trip, to be claimed by an event other than
+    /// `opened_by`: what [`Store::claim`] would answer with [`Claim::Taken`]. `false` means
+    /// only "not known here"; the claim decides.
+    pub fn claimed_by_other(&self, key: &str, opened_by: &str) -> bool {
+        match self {
+            Store::Memory(m) => m.claimed_by_other(key, opened_by),
+            Store::Kv(s) => s.claimed_by_other(key, opened_by),
         }
     }
 
@@ -308,7 +320,7 @@ impl Store {
     pub async fn get(&self, key: &str) -> anyhow::Result<Option<(Record, u64)>> {
         match self {
             Store::Memory(m) => Ok(m.get(key)),
-            Store::Kv(s) => s.get(key).await,
+            Store::Kv(s) => Box::pin(s.get(key)).await,
         }
     }
 
@@ -316,7 +328,7 @@ impl Store {
     pub async fn update(&self, key: &str, record: &Record, revision: u64) -> anyhow::Result<Cas> {
         match self {
             Store::Memory(m) => Ok(m.update(key, record, revision)),
-            Store::Kv(s) => s.update(key, record, revision).await,
+            Store::Kv(s) => Box::pin(s.update(key, record, revision)).await,
         }
     }
 
@@ -327,7 +339,7 @@ impl Store {
                 m.forget(key);
                 Ok(())
             }
-            Store::Kv(s) => s.forget(key).await,
+            Store::Kv(s) => Box::pin(s.forget(key)).await,
         }
     }
 
@@ -338,7 +350,7 @@ impl Store {
                 m.link_action(action_triggered_id, key);
                 Ok(())
             }
-            Store::Kv(s) => s.link_action(action_triggered_id, key).await,
+            Store::Kv(s) => Box::pin(s.link_action(action_triggered_id, key)).await,
         }
     }
 
@@ -346,7 +358,7 @@ impl Store {
     pub async fn action_owner(&self, action_triggered_id: &str) -> anyhow::Result<Option<String>> {
         match self {
             Store::Memory(m) => Ok(m.action_owner(action_triggered_id)),
-            Store::Kv(s) => s.action_owner(action_triggered_id).await,
+            Store::Kv(s) => Box::pin(s.action_owner(action_triggered_id)).await,
         }
     }
 
@@ -355,7 +367,7 @@ impl Store {
     pub async fn handled(&self, event_id: &str) -> anyhow::Result<bool> {
         match self {
             Store::Memory(m) => Ok(m.handled(event_id)),
-            Store::Kv(s) => s.handled(event_id).await,
+            Store::Kv(s) => Box::pin(s.handled(event_id)).await,
         }
     }
 
@@ -366,7 +378,7 @@ impl Store {
                 m.remember(event_id);
                 Ok(())
             }
-            Store::Kv(s) => s.remember(event_id).await,
+            Store::Kv(s) => Box::pin(s.remember(event_id)).await,
         }
     }
 
@@ -375,7 +387,7 @@ impl Store {
     pub async fn pending(&self) -> anyhow::Result<Vec<(String, Record)>> {
         match self {
             Store::Memory(m) => Ok(m.pending()),
-            Store::Kv(s) => s.pending().await,
+            Store::Kv(s) => Box::pin(s.pending()).await,
         }
     }
 }
