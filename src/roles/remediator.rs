@@ -43,6 +43,11 @@ pub struct Remediator {
     /// This process's action role, when it runs here too: a problem's first action is handed
     /// to it directly (and still published for everyone else).
     actions_here: std::sync::OnceLock<Box<dyn ActionsHere>>,
+    /// The actions handed to this process's action role: their problem key, record and revision
+    /// as this process wrote them, by action.triggered id. The action's end is decided on them
+    /// without reading the record again; when anything wrote it since (a CLOSED, another
+    /// replica), that write conflicts and the record is read after all.
+    held: Mutex<HashMap<String, Held>>,
     this: Weak<Remediator>,
     /// Shifts this process's wall clock in tests, to play a replica whose clock is off.
     #[cfg(test)]
@@ -115,6 +120,7 @@ impl Remediator {
             deadlines: Default::default(),
             sending: Default::default(),
             actions_here: Default::default(),
+            held: Default::default(),
             this: this.clone(),
             #[cfg(test)]
             skew_ms: Default::default(),
@@ -241,7 +247,10 @@ impl Remediator {
                 Ok(())
             }
             // No room here now: the action goes over the bus, unmarked, to any provider.
-            None => self.publish_action(&record, &action, None, false).await,
+            None => {
+                self.publish_action(&record, &action, None, false, None)
+                    .await
+            }
         }
     }
 
@@ -459,6 +468,18 @@ impl Remediator {
         let Some(triggered) = meta.triggered_id.as_deref() else {
             return Ok(());
         };
+        let held = self.held.lock().expect("held lock").remove(triggered);
+        if let Some(Held { key, record, rev }) = held
+            && ev.succeeded()
+        {
+            let msg = succeeded(&record, ev);
+            if self
+                .finish_unless_moved(&key, record, rev, Outcome::Pass, msg)
+                .await?
+            {
+                return Ok(());
+            }
+        }
         let Some(key) = self.store.action_owner(triggered).await? else {
             // Not one of ours (a Keptn sequence, or a close action): nothing to do.
             return Ok(());
@@ -475,18 +496,16 @@ impl Remediator {
             Phase::Finishing => return self.complete(&key, record, rev).await,
             Phase::Starting | Phase::Finished => return Ok(()),
         }
-        let detail = if ev.message.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", ev.message)
-        };
         if ev.succeeded() {
-            let msg = format!("action {} succeeded{detail}", record.action_label);
+            let msg = succeeded(&record, ev);
             self.finish(&key, record, rev, Outcome::Pass, msg).await
         } else {
             let error = format!(
-                "action {} failed ({}/{}){detail}",
-                record.action_label, ev.status, ev.result
+                "action {} failed ({}/{}){}",
+                record.action_label,
+                ev.status,
+                ev.result,
+                detail(ev)
             );
             self.escalate(&key, record, rev, error).await
         }
@@ -497,6 +516,10 @@ impl Remediator {
         key: &str,
         action_triggered_id: &str,
     ) -> anyhow::Result<()> {
+        self.held
+            .lock()
+            .expect("held lock")
+            .remove(action_triggered_id);
         let Some((record, rev)) = self.store.get(key).await? else {
             return Ok(());
         };
@@ -582,14 +605,15 @@ impl Remediator {
             self.store.link_action(&id, key)
         );
         announced?;
-        if updated? == Cas::Conflict {
+        let Cas::Written(rev) = updated? else {
             return Ok(()); // another replica moved this remediation on, or it closed
-        }
+        };
         linked?;
         crate::failpoint::point("after-triggered");
         // The timer runs on this process's monotonic clock, whatever the wall clock says.
         self.arm_timer(key.to_owned(), id, self.action_timeout);
-        self.publish_action(&record, &action, None, first).await
+        self.publish_action(&record, &action, None, first, Some((key, rev)))
+            .await
     }
 
     /// Sends status.changed and action.triggered for the record's current action (again, with
@@ -597,13 +621,15 @@ impl Remediator {
     ///
     /// With `may_run_here`, an action this process's action role takes is handed to it once
     /// the action.triggered is stored (published marked as handled here, so no subscriber of
-    /// this service runs it again).
+    /// this service runs it again). `written` is the problem key and the revision when this
+    /// process just wrote the record: the action's end is then decided on it.
     async fn publish_action(
         &self,
         record: &Record,
         action: &ActionInfo,
         first: Option<cloudevents::Event>,
         may_run_here: bool,
+        written: Option<(&str, u64)>,
     ) -> anyhow::Result<()> {
         let link = self.link(record);
         let status = self.events.remediation_status_changed(
@@ -625,6 +651,11 @@ impl Remediator {
                 events.push(triggered.clone());
                 self.out.publish_all_handled_here(events).await?;
                 crate::failpoint::point("after-action-triggered");
+                if let Some((key, rev)) = written
+                    && let Some(id) = &record.action_triggered_id
+                {
+                    self.hold(id, key, record, rev);
+                }
                 here.run(triggered);
             }
             None => {
@@ -661,7 +692,8 @@ impl Remediator {
         match self.action_at(record, record.action_index).await {
             Some(action) => {
                 let first = record.action_index == 0;
-                self.publish_action(record, &action, announce, first).await
+                self.publish_action(record, &action, announce, first, None)
+                    .await
             }
             None => Ok(()),
         }
@@ -725,17 +757,53 @@ impl Remediator {
     async fn finish(
         &self,
         key: &str,
-        mut record: Record,
+        record: Record,
         rev: u64,
         outcome: Outcome,
         message: String,
     ) -> anyhow::Result<()> {
+        // `false`: another replica (or a CLOSED) moved this remediation on.
+        self.finish_unless_moved(key, record, rev, outcome, message)
+            .await
+            .map(drop)
+    }
+
+    /// [`Self::finish`] on `record` as it was at `rev`; `false` when the record has moved on
+    /// since, and nothing was written or sent.
+    async fn finish_unless_moved(
+        &self,
+        key: &str,
+        mut record: Record,
+        rev: u64,
+        outcome: Outcome,
+        message: String,
+    ) -> anyhow::Result<bool> {
         record.phase = Phase::Finishing;
         record.finish = Some(Finish { outcome, message });
         let Cas::Written(rev) = self.store.update(key, &record, rev).await? else {
-            return Ok(()); // another replica (or a CLOSED) moved this remediation on
+            return Ok(false);
         };
-        self.complete(key, record, rev).await
+        self.complete(key, record, rev).await?;
+        Ok(true)
+    }
+
+    /// Keeps the record of an action handed to this process's action role, as just written
+    /// at `rev`, for the action's end.
+    fn hold(&self, action_triggered_id: &str, key: &str, record: &Record, rev: u64) {
+        let mut held = self.held.lock().expect("held lock");
+        // Each is taken by its action's end or its deadline; the bound only matters if the
+        // action role's answers are lost in numbers.
+        if held.len() >= MAX_HELD {
+            held.clear();
+        }
+        held.insert(
+            action_triggered_id.to_owned(),
+            Held {
+                key: key.to_owned(),
+                record: record.clone(),
+                rev,
+            },
+        );
     }
 
     /// Sends what a decided remediation still owes: its remediation.finished (phase
@@ -957,6 +1025,31 @@ fn title_of(record: &Record) -> String {
     problem_of(record).title().unwrap_or_default().to_owned()
 }
 
+/// A record as this process wrote it, held for the end of the action it hands to its own
+/// action role.
+struct Held {
+    key: String,
+    record: Record,
+    rev: u64,
+}
+
+/// The most records held for actions running here (each is one remediation's record).
+const MAX_HELD: usize = 4096;
+
+/// What follows an action's name in its outcome: `": <message>"`, or nothing.
+fn detail(ev: &ActionFinished) -> String {
+    if ev.message.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", ev.message)
+    }
+}
+
+/// The outcome message of a remediation whose action succeeded.
+fn succeeded(record: &Record, ev: &ActionFinished) -> String {
+    format!("action {} succeeded{}", record.action_label, detail(ev))
+}
+
 /// Counts and logs an OPEN for a problem that is already being or already was remediated.
 fn duplicate(ev: &ProblemEvent) {
     metrics::counter!("duplicates_total").increment(1);
@@ -1140,6 +1233,74 @@ spec:
         handle(r, &done).await.unwrap();
         assert_eq!(rig.bus.of("remediation.finished").len(), 1);
         drop(rig.dir);
+    }
+
+    /// A stand-in for this process's action role: takes every action and keeps what it was
+    /// handed (the test plays the action's end).
+    #[derive(Clone, Default)]
+    struct Here {
+        handed: Arc<Mutex<Vec<Event>>>,
+    }
+
+    impl ActionsHere for Here {
+        fn reserve(&self, _action: &str) -> Option<Box<dyn crate::bus::RunHere>> {
+            Some(Box::new(self.clone()))
+        }
+        fn redelivered(&self) -> bool {
+            false
+        }
+    }
+
+    impl crate::bus::RunHere for Here {
+        fn run(self: Box<Self>, event: Event) {
+            self.handed.lock().unwrap().push(event);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_action_run_here_ends_the_remediation_on_the_record_it_was_handed_with() {
+        let rig = rig(Flaky::default());
+        let r = &rig.remediator;
+        let here = Here::default();
+        r.run_actions_here(Box::new(here.clone()));
+        handle(r, &decode(problem("open-8", "OPEN", json!("P-8"))))
+            .await
+            .unwrap();
+        let handed = here.handed.lock().unwrap().clone();
+        assert_eq!(handed.len(), 1, "the first action runs here");
+        assert_eq!(rig.bus.of("action.triggered")[0].id(), handed[0].id());
+        handle(r, &finished_for(&handed[0], "pass")).await.unwrap();
+        let finished = rig.bus.of("remediation.finished");
+        assert_eq!(finished.len(), 1);
+        assert!(
+            r.held.lock().unwrap().is_empty(),
+            "the held record is taken by the end"
+        );
+        // A second delivery of the same end (no record held any more) sends nothing again.
+        handle(r, &finished_for(&handed[0], "pass")).await.unwrap();
+        assert_eq!(rig.bus.of("remediation.finished").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_close_while_an_action_runs_here_is_not_lost_to_the_record_held_for_its_end() {
+        let rig = rig(Flaky::default());
+        let r = &rig.remediator;
+        let here = Here::default();
+        r.run_actions_here(Box::new(here.clone()));
+        handle(r, &decode(problem("open-9", "OPEN", json!("P-9"))))
+            .await
+            .unwrap();
+        let handed = here.handed.lock().unwrap().clone();
+        assert_eq!(handed.len(), 1);
+        // The CLOSED writes the record after it was held: the held revision is stale.
+        handle(r, &decode(problem("close-9", "CLOSED", json!("P-9"))))
+            .await
+            .unwrap();
+        handle(r, &finished_for(&handed[0], "pass")).await.unwrap();
+        assert_eq!(rig.bus.of("remediation.finished").len(), 1);
+        let triggered = rig.bus.of("action.triggered");
+        assert_eq!(triggered.len(), 2, "the open action, then the close action");
+        assert_eq!(flag_values(&triggered[1..]), vec![r#"{"First":"off"}"#]);
     }
 
     #[tokio::test]
