@@ -87,6 +87,11 @@ async fn contract(store: &Store) {
         Claim::Taken => {}
         Claim::Created(_) => panic!("a claimed problem must not be claimed twice"),
     }
+    // What the claim would refuse is known without a round trip; the claimer itself and an
+    // unknown problem are not refused.
+    assert!(store.claimed_by_other(&k, "open-2"));
+    assert!(!store.claimed_by_other(&k, "open-1"));
+    assert!(!store.claimed_by_other(&key("P-never"), "open-2"));
 
     // Compare-and-set: the revision read wins once; a stale one changes nothing.
     let mut waiting = fresh.clone();
@@ -168,6 +173,7 @@ async fn contract(store: &Store) {
     // Forgetting a problem frees it for a new remediation.
     store.forget(&k).await.unwrap();
     assert!(store.get(&k).await.unwrap().is_none());
+    assert!(!store.claimed_by_other(&k, "open-5"), "a forgotten claim");
     assert!(matches!(
         store
             .claim(&k, &record("open-5", Phase::Starting))

@@ -762,7 +762,8 @@ impl Remediator {
         outcome: Outcome,
         message: String,
     ) -> anyhow::Result<()> {
-        // `false`: another replica (or a CLOSED) moved this remediation on.
+        // Nothing written (another replica or a CLOSED moved this remediation on) is no error:
+        // whoever moved it on ends it.
         self.finish_unless_moved(key, record, rev, outcome, message)
             .await
             .map(drop)
@@ -791,8 +792,8 @@ impl Remediator {
     /// at `rev`, for the action's end.
     fn hold(&self, action_triggered_id: &str, key: &str, record: &Record, rev: u64) {
         let mut held = self.held.lock().expect("held lock");
-        // Each is taken by its action's end or its deadline; the bound only matters if the
-        // action role's answers are lost in numbers.
+        // Each is taken by its action's end or its deadline, and the actions running here are
+        // bounded by the toggle permits; the bound matters when ends are lost in numbers.
         if held.len() >= MAX_HELD {
             held.clear();
         }
@@ -1033,8 +1034,10 @@ struct Held {
     rev: u64,
 }
 
-/// The most records held for actions running here (each is one remediation's record).
-const MAX_HELD: usize = 4096;
+/// The most records held for actions running here (each is one remediation's record, up to
+/// tens of KiB with a large problem): past it they are let go, and those actions' ends read
+/// their records again.
+const MAX_HELD: usize = 512;
 
 /// What follows an action's name in its outcome: `": <message>"`, or nothing.
 fn detail(ev: &ActionFinished) -> String {
