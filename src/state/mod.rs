@@ -9,7 +9,7 @@
 //! the problem key, so that whichever replica receives an `action.finished` finds its remediation;
 //! `e.<hash of an event id>` for the event ids already handled.
 //!
-//! One file per backend: [`kv`] (the bucket) and [`memory`]; both keep the same contract, which
+//! One file per backend: `kv.rs` (the bucket) and `memory.rs`; both keep the same contract, which
 //! one test runs against each (`tests/state.rs`).
 
 mod kv;
@@ -142,7 +142,7 @@ impl Record {
 
 /// What a record keeps of a problem's data object: all of it when it is small; otherwise the
 /// members that identify and describe the problem (ids, title, URL, state, root cause, impacted
-/// entity, tags) and the other small members, up to [`PROBLEM_BYTES`]. `labels` are not kept
+/// entity, tags) and the other small members, up to `PROBLEM_BYTES`. `labels` are not kept
 /// here: the record holds them once, next to the problem.
 pub fn stored_problem(problem: &crate::keptn::ProblemDetails) -> Value {
     let size = |v: &Value| serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
