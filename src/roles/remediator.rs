@@ -173,14 +173,11 @@ impl Remediator {
         meta: &Meta,
         ev: &ProblemEvent,
     ) -> anyhow::Result<()> {
+        let key = problem_key(&ev.scope, &ev.identity());
         // An OPEN for a problem another event is known here to have claimed does nothing,
         // whether this one was handled before or not: the claim would refuse it. Known without
         // a round trip, this is what most of an alert storm costs.
-        if ev.state == ProblemState::Open
-            && self
-                .store
-                .claimed_by_other(&problem_key(&ev.scope, &ev.identity()), &meta.id)
-        {
+        if ev.state == ProblemState::Open && self.store.claimed_by_other(&key, &meta.id) {
             duplicate(ev);
             return Ok(());
         }
@@ -190,7 +187,7 @@ impl Remediator {
             if ev.state == ProblemState::Open && self.redelivered() {
                 // Handled, but not acknowledged: the process stopped (or failed) while the
                 // action it had handed to its action role may still have been running.
-                return Box::pin(self.run_again_here(meta, ev)).await;
+                return Box::pin(self.run_again_here(&key, meta)).await;
             }
             metrics::counter!("events_replayed_total").increment(1);
             debug!(event_id = %meta.id, "problem event already handled; replay ignored");
@@ -200,8 +197,10 @@ impl Remediator {
         // end above, would otherwise copy it with every event handed to a task.
         match ev.state {
             // An action handed to this process's action role runs on meanwhile.
-            ProblemState::Open => Box::pin(self.open(meta, ev)).await?,
-            ProblemState::Closed | ProblemState::Resolved => Box::pin(self.close(meta, ev)).await?,
+            ProblemState::Open => Box::pin(self.open(&key, meta, ev)).await?,
+            ProblemState::Closed | ProblemState::Resolved => {
+                Box::pin(self.close(&key, meta, ev)).await?
+            }
         }
         self.store.remember(&meta.id).await
     }
@@ -215,13 +214,8 @@ impl Remediator {
     /// action, that action (handed to this process's role, whose `action.triggered` every
     /// subscriber of the service passed over) runs again, under the same id, without sending
     /// anything before it again. A remediation already deciding its end completes.
-    async fn run_again_here(
-        self: &Arc<Self>,
-        meta: &Meta,
-        ev: &ProblemEvent,
-    ) -> anyhow::Result<()> {
-        let key = problem_key(&ev.scope, &ev.identity());
-        let Some((record, rev)) = self.store.get(&key).await? else {
+    async fn run_again_here(self: &Arc<Self>, key: &str, meta: &Meta) -> anyhow::Result<()> {
+        let Some((record, rev)) = self.store.get(key).await? else {
             return Ok(());
         };
         if record.opened_by != meta.id {
@@ -229,7 +223,7 @@ impl Remediator {
         }
         match record.phase {
             Phase::Waiting if record.action_index == 0 => {}
-            Phase::Finishing => return self.complete(&key, record, rev).await,
+            Phase::Finishing => return self.complete(key, record, rev).await,
             _ => return Ok(()),
         }
         let Some(action) = self.action_at(&record, 0).await else {
@@ -254,8 +248,12 @@ impl Remediator {
         }
     }
 
-    async fn open(self: &Arc<Self>, meta: &Meta, ev: &ProblemEvent) -> anyhow::Result<()> {
-        let key = problem_key(&ev.scope, &ev.identity());
+    async fn open(
+        self: &Arc<Self>,
+        key: &str,
+        meta: &Meta,
+        ev: &ProblemEvent,
+    ) -> anyhow::Result<()> {
         let fresh = Record {
             phase: Phase::Starting,
             opened_by: meta.id.clone(),
@@ -283,7 +281,7 @@ impl Remediator {
             // Room is left for the actions and the outcome the record takes on later.
             return self.refuse(meta, ev, size).await;
         }
-        let (mut record, rev) = match self.store.claim(&key, &fresh).await? {
+        let (mut record, rev) = match self.store.claim(key, &fresh).await? {
             Claim::Created(rev) => {
                 crate::failpoint::point("after-claim");
                 (fresh, rev)
@@ -297,7 +295,7 @@ impl Remediator {
                             self.triggered_event(meta, &existing, &ev.problem.as_value());
                         return self.resend_action(&existing, Some(announce)).await;
                     }
-                    Phase::Finishing => return self.complete(&key, *existing, rev).await,
+                    Phase::Finishing => return self.complete(key, *existing, rev).await,
                     Phase::Finished => return Ok(()),
                 }
             }
@@ -309,7 +307,7 @@ impl Remediator {
         let plan = load_plan(&self.source, &record.scope, record.git_commit_id.as_deref()).await;
         let file = match plan {
             Ok(Plan::Disabled { shipyard }) => {
-                self.store.forget(&key).await?;
+                self.store.forget(key).await?;
                 info!(scope = %record.scope, %shipyard, "remediation is not enabled for this stage by the shipyard; nothing sent");
                 return Ok(());
             }
@@ -320,19 +318,19 @@ impl Remediator {
                     "no remediation.yaml found for project {} stage {} service {}",
                     record.scope.project, record.scope.stage, record.scope.service
                 );
-                return self.finish(&key, record, rev, Outcome::Errored, msg).await;
+                return self.finish(key, record, rev, Outcome::Errored, msg).await;
             }
             Ok(Plan::Invalid(err)) => {
                 self.publish_triggered(meta, &record, &ev.problem.as_value())
                     .await?;
                 let msg = format!("remediation cannot run: {err}");
-                return self.finish(&key, record, rev, Outcome::Errored, msg).await;
+                return self.finish(key, record, rev, Outcome::Errored, msg).await;
             }
             Err(err) => {
                 self.publish_triggered(meta, &record, &ev.problem.as_value())
                     .await?;
                 let msg = format!("remediation.yaml could not be read: {err}");
-                return self.finish(&key, record, rev, Outcome::Errored, msg).await;
+                return self.finish(key, record, rev, Outcome::Errored, msg).await;
             }
             Ok(Plan::Ready(file)) => file,
         };
@@ -348,7 +346,7 @@ impl Remediator {
         match record.action(0) {
             Some(action) => {
                 let announce = self.triggered_event(meta, &record, &ev.problem.as_value());
-                self.start_action(&key, record, rev, 0, action, Some(announce))
+                self.start_action(key, record, rev, 0, action, Some(announce))
                     .await
             }
             None => {
@@ -358,7 +356,7 @@ impl Remediator {
                     "no remediation action for problem {:?} in remediation.yaml (no problemType matches and no default)",
                     title_of(&record)
                 );
-                self.finish(&key, record, rev, Outcome::SucceededFail, msg)
+                self.finish(key, record, rev, Outcome::SucceededFail, msg)
                     .await
             }
         }
@@ -389,11 +387,15 @@ impl Remediator {
 
     /// A CLOSED ends the remediation this service started for the problem, and runs its close
     /// actions once. A CLOSED for a problem not opened here (or already closed) switches nothing.
-    async fn close(self: &Arc<Self>, meta: &Meta, ev: &ProblemEvent) -> anyhow::Result<()> {
-        let key = problem_key(&ev.scope, &ev.identity());
+    async fn close(
+        self: &Arc<Self>,
+        key: &str,
+        meta: &Meta,
+        ev: &ProblemEvent,
+    ) -> anyhow::Result<()> {
         // A compare-and-set lost to a concurrent change (the action finishing) is tried again.
         for _ in 0..5 {
-            if self.try_close(&key, meta, ev).await? {
+            if self.try_close(key, meta, ev).await? {
                 return Ok(());
             }
         }
@@ -1260,16 +1262,26 @@ spec:
         }
     }
 
+    /// A rig whose remediator hands actions to [`Here`], after the OPEN `open_id` for problem
+    /// `problem_id`: the rig and what was handed over.
+    async fn opened_here(open_id: &str, problem_id: &str) -> (Rig, Vec<Event>) {
+        let rig = rig(Flaky::default());
+        let here = Here::default();
+        rig.remediator.run_actions_here(Box::new(here.clone()));
+        handle(
+            &rig.remediator,
+            &decode(problem(open_id, "OPEN", json!(problem_id))),
+        )
+        .await
+        .unwrap();
+        let handed = here.handed.lock().unwrap().clone();
+        (rig, handed)
+    }
+
     #[tokio::test]
     async fn an_action_run_here_ends_the_remediation_on_the_record_it_was_handed_with() {
-        let rig = rig(Flaky::default());
+        let (rig, handed) = opened_here("open-8", "P-8").await;
         let r = &rig.remediator;
-        let here = Here::default();
-        r.run_actions_here(Box::new(here.clone()));
-        handle(r, &decode(problem("open-8", "OPEN", json!("P-8"))))
-            .await
-            .unwrap();
-        let handed = here.handed.lock().unwrap().clone();
         assert_eq!(handed.len(), 1, "the first action runs here");
         assert_eq!(rig.bus.of("action.triggered")[0].id(), handed[0].id());
         handle(r, &finished_for(&handed[0], "pass")).await.unwrap();
@@ -1286,14 +1298,8 @@ spec:
 
     #[tokio::test]
     async fn a_close_while_an_action_runs_here_is_not_lost_to_the_record_held_for_its_end() {
-        let rig = rig(Flaky::default());
+        let (rig, handed) = opened_here("open-9", "P-9").await;
         let r = &rig.remediator;
-        let here = Here::default();
-        r.run_actions_here(Box::new(here.clone()));
-        handle(r, &decode(problem("open-9", "OPEN", json!("P-9"))))
-            .await
-            .unwrap();
-        let handed = here.handed.lock().unwrap().clone();
         assert_eq!(handed.len(), 1);
         // The CLOSED writes the record after it was held: the held revision is stale.
         handle(r, &decode(problem("close-9", "CLOSED", json!("P-9"))))
