@@ -307,8 +307,11 @@ async fn handle_js(
     max_deliver: i64,
 ) {
     let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
-    let mut ticker = tokio::time::interval((ack_wait / 3).max(Duration::from_millis(200)));
-    ticker.tick().await;
+    // The first progress ack is one period from now. (An interval's own first tick is due at
+    // once, but the timer fires on a millisecond wheel: awaiting it cost each message about a
+    // millisecond before its handling began.)
+    let period = (ack_wait / 3).max(Duration::from_millis(200));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     let work = pipeline::keeping(
         delivered > 1,
         pipeline.handle_payload(&msg.subject, &msg.payload),
