@@ -3,7 +3,8 @@
 //! cleanup, as `kill -9` would stop it, the first time it reaches the point of that name. Unset
 //! (always, outside those tests), a point costs one comparison with `None`.
 //!
-//! The points of a remediation, in order: `after-claim`, `after-triggered`,
+//! The points of a remediation, in order: `after-claim`, `after-triggered` (the
+//! remediation.triggered is stored; the events sent with it may be stored too),
 //! `after-action-triggered`, `after-toggle` (the action role switched its flags and has not sent
 //! `action.finished`), `before-finish` (the outcome is stored, `remediation.finished` not sent).
 

@@ -118,6 +118,33 @@ async fn contract(store: &Store) {
         Some(k.clone())
     );
     assert_eq!(store.action_owner("never-sent").await.unwrap(), None);
+    // A claim with its first action fixed links the action's id to the problem; another
+    // event's such claim is refused.
+    let kl = key("P-linked");
+    let mut first = record("open-linked", Phase::Waiting);
+    first.action_triggered_id = Some("action-linked".into());
+    first.actions = Some(actions());
+    let Claim::Created(_) = store
+        .claim_linked(&kl, &first, "action-linked")
+        .await
+        .unwrap()
+    else {
+        panic!("a fresh problem must be claimed with its action")
+    };
+    assert_eq!(
+        store.action_owner("action-linked").await.unwrap(),
+        Some(kl.clone())
+    );
+    let (stored, _) = store.get(&kl).await.unwrap().expect("claimed");
+    assert!(same(&stored, &first), "claimed as written, waiting");
+    let other = record("open-linked-2", Phase::Waiting);
+    assert!(matches!(
+        store
+            .claim_linked(&kl, &other, "action-other")
+            .await
+            .unwrap(),
+        Claim::Exists(..) | Claim::Taken
+    ));
     assert!(!store.handled("event-1").await.unwrap());
     store.remember("event-1").await.unwrap();
     assert!(store.handled("event-1").await.unwrap());
@@ -163,7 +190,7 @@ async fn contract(store: &Store) {
         })
         .collect();
     pending.sort();
-    let mut expected = vec![k.clone(), k2.clone()];
+    let mut expected = vec![k.clone(), k2.clone(), kl.clone()];
     expected.sort();
     assert_eq!(
         pending, expected,

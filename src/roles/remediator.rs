@@ -16,7 +16,7 @@
 use crate::bus::{ActionsHere, Publish};
 use crate::keptn::outgoing::{Link, Outcome};
 use crate::keptn::{ActionFinished, ActionInfo, EventFactory, Meta, ProblemEvent, ProblemState};
-use crate::resources::{Plan, ResourceSource, load_plan};
+use crate::resources::{Plan, ResourceSource, SourceError, load_plan};
 use crate::state::{
     Actions, Cas, Claim, Closing, Finish, MAX_RECORD_BYTES, Phase, Record, Store, problem_key,
     stored_problem,
@@ -182,8 +182,21 @@ impl Remediator {
             return Ok(());
         }
         // A replay (the same event id again, after it was handled) does nothing; an event that
-        // failed part-way is not remembered, so its redelivery completes it.
-        if self.store.handled(&meta.id).await? {
+        // failed part-way is not remembered, so its redelivery completes it. An OPEN's
+        // remediation.yaml is read meanwhile: the read has no effect, and the first action it
+        // names is then known when the problem is claimed.
+        let (handled, plan) = if ev.state == ProblemState::Open {
+            let plan = Box::pin(load_plan(
+                &self.source,
+                &ev.scope,
+                meta.git_commit_id.as_deref(),
+            ));
+            let (handled, plan) = tokio::join!(self.store.handled(&meta.id), plan);
+            (handled?, Some(plan))
+        } else {
+            (self.store.handled(&meta.id).await?, None)
+        };
+        if handled {
             if ev.state == ProblemState::Open && self.redelivered() {
                 // Handled, but not acknowledged: the process stopped (or failed) while the
                 // action it had handed to its action role may still have been running.
@@ -195,12 +208,10 @@ impl Remediator {
         }
         // Boxed: a remediation's future is kilobytes, and an alert storm's duplicates, which
         // end above, would otherwise copy it with every event handed to a task.
-        match ev.state {
+        match plan {
             // An action handed to this process's action role runs on meanwhile.
-            ProblemState::Open => Box::pin(self.open(&key, meta, ev)).await?,
-            ProblemState::Closed | ProblemState::Resolved => {
-                Box::pin(self.close(&key, meta, ev)).await?
-            }
+            Some(plan) => Box::pin(self.open(&key, meta, ev, plan)).await?,
+            None => Box::pin(self.close(&key, meta, ev)).await?,
         }
         self.store.remember(&meta.id).await
     }
@@ -248,13 +259,21 @@ impl Remediator {
         }
     }
 
+    /// Starts a remediation for a new OPEN, or completes one a redelivered OPEN left unfinished.
+    ///
+    /// When `plan` names a first action, the problem is claimed with that action already fixed
+    /// (its id linked to the problem beside the claim), so that one write decides the
+    /// remediation and its first action; remediation.triggered, status.changed and
+    /// action.triggered then go out together, confirmed together. A crash after the claim leaves
+    /// a waiting record whose redelivered OPEN sends them, under the same ids.
     async fn open(
         self: &Arc<Self>,
         key: &str,
         meta: &Meta,
         ev: &ProblemEvent,
+        plan: Result<Plan, SourceError>,
     ) -> anyhow::Result<()> {
-        let fresh = Record {
+        let mut fresh = Record {
             phase: Phase::Starting,
             opened_by: meta.id.clone(),
             scope: ev.scope.clone(),
@@ -281,7 +300,29 @@ impl Remediator {
             // Room is left for the actions and the outcome the record takes on later.
             return self.refuse(meta, ev, size).await;
         }
-        let (mut record, rev) = match self.store.claim(key, &fresh).await? {
+        // The actions are fixed now, for the whole remediation and its close.
+        let actions = match &plan {
+            Ok(Plan::Ready(file)) => Some(
+                file.find(ev.problem.title(), ev.problem.root_cause())
+                    .map(|(r, _)| Actions {
+                        on_open: r.actions_on_open.clone(),
+                        on_close: r.actions_on_close.clone(),
+                    })
+                    .unwrap_or_default(),
+            ),
+            _ => None,
+        };
+        let first = actions.as_ref().and_then(|a| a.on_open.first().cloned());
+        let claim = match &first {
+            Some(action) => {
+                fresh.actions = actions.clone();
+                self.waiting_for(&mut fresh, 0, action);
+                let id = fresh.action_triggered_id.clone().unwrap_or_default();
+                self.store.claim_linked(key, &fresh, &id).await?
+            }
+            None => self.store.claim(key, &fresh).await?,
+        };
+        let (mut record, rev) = match claim {
             Claim::Created(rev) => {
                 crate::failpoint::point("after-claim");
                 (fresh, rev)
@@ -291,6 +332,10 @@ impl Remediator {
                 match existing.phase {
                     Phase::Starting => (*existing, rev),
                     Phase::Waiting => {
+                        // Linked again: the link's write may be what failed the first time.
+                        if let Some(id) = &existing.action_triggered_id {
+                            self.store.link_action(id, key).await?;
+                        }
                         let announce =
                             self.triggered_event(meta, &existing, &ev.problem.as_value());
                         return self.resend_action(&existing, Some(announce)).await;
@@ -304,8 +349,20 @@ impl Remediator {
                 return Ok(());
             }
         };
-        let plan = load_plan(&self.source, &record.scope, record.git_commit_id.as_deref()).await;
-        let file = match plan {
+        if record.phase == Phase::Waiting
+            && let Some(action) = first
+        {
+            // Claimed just now, waiting for its first action.
+            let id = record.action_triggered_id.clone().unwrap_or_default();
+            self.arm_timer(key.to_owned(), id, self.action_timeout);
+            let announce = self.triggered_event(meta, &record, &ev.problem.as_value());
+            return self
+                .publish_action(&record, &action, Some(announce), true, Some((key, rev)))
+                .await;
+        }
+        // A record still starting (claimed without an action, or by an attempt that stopped
+        // before its action was fixed): what the remediation.yaml says now decides.
+        match plan {
             Ok(Plan::Disabled { shipyard }) => {
                 self.store.forget(key).await?;
                 info!(scope = %record.scope, %shipyard, "remediation is not enabled for this stage by the shipyard; nothing sent");
@@ -332,17 +389,9 @@ impl Remediator {
                 let msg = format!("remediation.yaml could not be read: {err}");
                 return self.finish(key, record, rev, Outcome::Errored, msg).await;
             }
-            Ok(Plan::Ready(file)) => file,
-        };
-        // The actions are fixed now, for the whole remediation and its close.
-        let actions = file
-            .find(ev.problem.title(), ev.problem.root_cause())
-            .map(|(r, _)| Actions {
-                on_open: r.actions_on_open.clone(),
-                on_close: r.actions_on_close.clone(),
-            })
-            .unwrap_or_default();
-        record.actions = Some(actions);
+            Ok(Plan::Ready(_)) => {}
+        }
+        record.actions = actions;
         match record.action(0) {
             Some(action) => {
                 let announce = self.triggered_event(meta, &record, &ev.problem.as_value());
@@ -584,12 +633,8 @@ impl Remediator {
         announce: Option<cloudevents::Event>,
     ) -> anyhow::Result<()> {
         let first = announce.is_some();
-        let id = uuid::Uuid::new_v4().to_string();
-        record.phase = Phase::Waiting;
-        record.action_index = index;
-        record.action_triggered_id = Some(id.clone());
-        record.action_label = label(&action);
-        record.deadline_ms = self.now_ms() + self.action_timeout.as_millis() as i64;
+        self.waiting_for(&mut record, index, &action);
+        let id = record.action_triggered_id.clone().unwrap_or_default();
         // The record and the link must be stored before the action.triggered goes out; they do
         // not depend on each other or on the remediation.triggered, so the three go together
         // (the remediation.triggered is sent first, so it stays first on the bus). When its
@@ -611,11 +656,19 @@ impl Remediator {
             return Ok(()); // another replica moved this remediation on, or it closed
         };
         linked?;
-        crate::failpoint::point("after-triggered");
         // The timer runs on this process's monotonic clock, whatever the wall clock says.
         self.arm_timer(key.to_owned(), id, self.action_timeout);
         self.publish_action(&record, &action, None, first, Some((key, rev)))
             .await
+    }
+
+    /// Moves `record` on to wait for the action at `index`, under a new action.triggered id.
+    fn waiting_for(&self, record: &mut Record, index: usize, action: &ActionInfo) {
+        record.phase = Phase::Waiting;
+        record.action_index = index;
+        record.action_triggered_id = Some(uuid::Uuid::new_v4().to_string());
+        record.action_label = label(action);
+        record.deadline_ms = self.now_ms() + self.action_timeout.as_millis() as i64;
     }
 
     /// Sends status.changed and action.triggered for the record's current action (again, with
@@ -1648,6 +1701,46 @@ spec:
             "took {:?}",
             wall.elapsed()
         );
+    }
+
+    #[tokio::test]
+    async fn the_first_action_is_fixed_by_the_claim_so_a_failed_announce_resends_it_under_its_ids()
+    {
+        let rig = rig(Flaky::failing(&["sh.keptn.event.remediation.triggered"]));
+        let r = &rig.remediator;
+        let open = decode(problem("p-fixed", "OPEN", json!("P-fixed")));
+        assert!(
+            handle(r, &open).await.is_err(),
+            "the failed publish is reported"
+        );
+        assert!(
+            rig.bus.seen.events().is_empty(),
+            "nothing after the failure"
+        );
+        // The one write that claimed the problem fixed its first action and linked its id.
+        let Incoming { meta, kind } = &open;
+        let Kind::Problem(ev) = kind else {
+            panic!("a problem event")
+        };
+        let key = problem_key(&ev.scope, &ev.identity());
+        let (record, _) = r.store.get(&key).await.unwrap().expect("claimed");
+        assert_eq!(record.phase, Phase::Waiting);
+        assert_eq!(record.opened_by, meta.id);
+        let id = record.action_triggered_id.clone().expect("an action id");
+        assert_eq!(r.store.action_owner(&id).await.unwrap(), Some(key));
+        // The redelivery sends the three, the action under the id fixed in the claim.
+        handle(r, &open).await.unwrap();
+        let events = rig.bus.seen.events();
+        assert_eq!(
+            short_types(&events),
+            [
+                "remediation.triggered",
+                "remediation.status.changed",
+                "action.triggered"
+            ]
+        );
+        assert_eq!(json_of(&events[0])["id"], record.remediation_triggered_id);
+        assert_eq!(json_of(&events[2])["id"], id.as_str());
     }
 
     #[tokio::test(start_paused = true)]

@@ -223,6 +223,28 @@ impl KvStore {
         Ok(Some((record, entry.revision)))
     }
 
+    pub(super) async fn claim_linked(
+        &self,
+        key: &str,
+        record: &Record,
+        action_triggered_id: &str,
+    ) -> anyhow::Result<Claim> {
+        if self.known.claimed_by_other(key, &record.opened_by) {
+            return Ok(Claim::Taken);
+        }
+        let (claim, linked) = tokio::join!(
+            self.claim(key, record),
+            self.link_action(action_triggered_id, key)
+        );
+        let claim = claim?;
+        if !matches!(claim, Claim::Created(_)) {
+            self.known.unlink(action_triggered_id);
+            return Ok(claim);
+        }
+        linked?;
+        Ok(claim)
+    }
+
     pub(super) async fn update(
         &self,
         key: &str,

@@ -306,6 +306,28 @@ impl Store {
         }
     }
 
+    /// [`Store::claim`] of a record whose first action is fixed, with its action.triggered id
+    /// linked to `key` ([`Store::link_action`]). With the bucket, the link is written beside
+    /// the claim rather than after it: a claim that is refused leaves a link to an id that is
+    /// never sent, which expires with the bucket's `STATE_TTL`.
+    pub async fn claim_linked(
+        &self,
+        key: &str,
+        record: &Record,
+        action_triggered_id: &str,
+    ) -> anyhow::Result<Claim> {
+        match self {
+            Store::Memory(m) => {
+                let claim = m.claim(key, record)?;
+                if matches!(claim, Claim::Created(_)) {
+                    m.link_action(action_triggered_id, key);
+                }
+                Ok(claim)
+            }
+            Store::Kv(s) => Box::pin(s.claim_linked(key, record, action_triggered_id)).await,
+        }
+    }
+
     /// Whether `key` is known, without a round trip, to be claimed by an event other than
     /// `opened_by`: what [`Store::claim`] would answer with [`Claim::Taken`]. `false` means
     /// only "not known here"; the claim decides.

@@ -104,9 +104,14 @@ pub fn handled_by(headers: Option<&async_nats::HeaderMap>, group: &str) -> bool 
         .is_some_and(|v| v.as_str() == group)
 }
 
+/// Counts an event sent (with JetStream: stored). A remediation.triggered stored is also a
+/// step of a remediation a durability test may stop the process at.
 fn sent(subject: &str) {
     metrics::counter!("events_sent_total", "type" => crate::telemetry::type_label(subject))
         .increment(1);
+    if subject == crate::keptn::types::REMEDIATION_TRIGGERED {
+        crate::failpoint::point("after-triggered");
+    }
 }
 
 impl Publish for NatsPublisher {
