@@ -332,7 +332,7 @@ async fn handle_js(
     }
     match result {
         Ok(()) => {
-            if let Err(e) = msg.double_ack().await {
+            if let Err(e) = msg.ack().await {
                 warn!(error = %e, "acknowledging a JetStream message failed");
             }
         }
