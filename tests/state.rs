@@ -118,14 +118,14 @@ async fn contract(store: &Store) {
         Some(k.clone())
     );
     assert_eq!(store.action_owner("never-sent").await.unwrap(), None);
-    // A claim with its first action fixed links the action's id to the problem; another
-    // event's such claim is refused.
+    // An OPEN's claim with its first action fixed links the action's id to the problem;
+    // another event's is refused; an event handled before is not claimed again.
     let kl = key("P-linked");
     let mut first = record("open-linked", Phase::Waiting);
     first.action_triggered_id = Some("action-linked".into());
     first.actions = Some(actions());
-    let Claim::Created(_) = store
-        .claim_linked(&kl, &first, "action-linked")
+    let Some(Claim::Created(_)) = store
+        .claim_open(&kl, &first, Some("action-linked"), "open-linked")
         .await
         .unwrap()
     else {
@@ -140,11 +140,22 @@ async fn contract(store: &Store) {
     let other = record("open-linked-2", Phase::Waiting);
     assert!(matches!(
         store
-            .claim_linked(&kl, &other, "action-other")
+            .claim_open(&kl, &other, Some("action-other"), "open-linked-2")
             .await
             .unwrap(),
-        Claim::Exists(..) | Claim::Taken
+        Some(Claim::Exists(..) | Claim::Taken)
     ));
+    store.remember("open-replayed").await.unwrap();
+    let replayed = record("open-replayed", Phase::Starting);
+    assert!(
+        store
+            .claim_open(&key("P-replayed"), &replayed, None, "open-replayed")
+            .await
+            .unwrap()
+            .is_none(),
+        "a handled OPEN claims nothing"
+    );
+    assert!(store.get(&key("P-replayed")).await.unwrap().is_none());
     assert!(!store.handled("event-1").await.unwrap());
     store.remember("event-1").await.unwrap();
     assert!(store.handled("event-1").await.unwrap());
@@ -224,6 +235,53 @@ async fn the_key_value_store_keeps_the_contract() {
         .await
         .unwrap();
     contract(&store).await;
+}
+
+/// Replicas share the bucket, not their caches: a replica that never saw an OPEN still finds
+/// it handled once its problem was claimed (and closed since), while a new OPEN claims the
+/// problem again. The handled-id read is only skipped over a key that holds nothing.
+#[tokio::test]
+async fn a_replica_does_not_claim_again_an_open_another_handled() {
+    let nats = NatsServer::start().expect("nats-server (scripts/test installs it)");
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let ttl = Duration::from_secs(3600);
+    let first = Store::jetstream(&js, "replicas", ttl).await.unwrap();
+    let second = Store::jetstream(&js, "replicas", ttl).await.unwrap();
+    let k = key("P-shared");
+    let opened = record("open-shared", Phase::Starting);
+    let Some(Claim::Created(_)) = first
+        .claim_open(&k, &opened, None, "open-shared")
+        .await
+        .unwrap()
+    else {
+        panic!("a fresh problem must be claimed")
+    };
+    first.remember("open-shared").await.unwrap();
+    // While the record is there, and (to a replica that has not seen it either) after the
+    // problem closed.
+    for closed in [false, true] {
+        if closed {
+            first.forget(&k).await.unwrap();
+        }
+        let replica = Store::jetstream(&js, "replicas", ttl).await.unwrap();
+        assert!(
+            replica
+                .claim_open(&k, &opened, None, "open-shared")
+                .await
+                .unwrap()
+                .is_none(),
+            "the replayed OPEN is handled (closed: {closed})"
+        );
+    }
+    let reopened = record("open-again", Phase::Starting);
+    assert!(matches!(
+        second
+            .claim_open(&k, &reopened, None, "open-again")
+            .await
+            .unwrap(),
+        Some(Claim::Created(_))
+    ));
 }
 
 /// The memory store stays within its bound: when full, the oldest finished remediations go

@@ -182,38 +182,38 @@ impl Remediator {
             return Ok(());
         }
         // A replay (the same event id again, after it was handled) does nothing; an event that
-        // failed part-way is not remembered, so its redelivery completes it. An OPEN's
-        // remediation.yaml is read meanwhile: the read has no effect, and the first action it
-        // names is then known when the problem is claimed.
-        let (handled, plan) = if ev.state == ProblemState::Open {
-            let plan = Box::pin(load_plan(
-                &self.source,
-                &ev.scope,
-                meta.git_commit_id.as_deref(),
-            ));
-            let (handled, plan) = tokio::join!(self.store.handled(&meta.id), plan);
-            (handled?, Some(plan))
-        } else {
-            (self.store.handled(&meta.id).await?, None)
-        };
-        if handled {
-            if ev.state == ProblemState::Open && self.redelivered() {
-                // Handled, but not acknowledged: the process stopped (or failed) while the
-                // action it had handed to its action role may still have been running.
-                return Box::pin(self.run_again_here(&key, meta)).await;
-            }
-            metrics::counter!("events_replayed_total").increment(1);
-            debug!(event_id = %meta.id, "problem event already handled; replay ignored");
-            return Ok(());
-        }
+        // failed part-way is not remembered, so its redelivery completes it. An OPEN learns
+        // whether it was handled from its claim (`open`), which needs no read for a problem
+        // never seen.
+        //
         // Boxed: a remediation's future is kilobytes, and an alert storm's duplicates, which
         // end above, would otherwise copy it with every event handed to a task.
-        match plan {
-            // An action handed to this process's action role runs on meanwhile.
-            Some(plan) => Box::pin(self.open(&key, meta, ev, plan)).await?,
-            None => Box::pin(self.close(&key, meta, ev)).await?,
+        let handled_before = match ev.state {
+            ProblemState::Open => {
+                let plan = load_plan(&self.source, &ev.scope, meta.git_commit_id.as_deref());
+                let plan = Box::pin(plan).await;
+                // An action handed to this process's action role runs on meanwhile.
+                Box::pin(self.open(&key, meta, ev, plan)).await?
+            }
+            ProblemState::Closed | ProblemState::Resolved => {
+                let handled = self.store.handled(&meta.id).await?;
+                if !handled {
+                    Box::pin(self.close(&key, meta, ev)).await?;
+                }
+                handled
+            }
+        };
+        if !handled_before {
+            return self.store.remember(&meta.id).await;
         }
-        self.store.remember(&meta.id).await
+        if ev.state == ProblemState::Open && self.redelivered() {
+            // Handled, but not acknowledged: the process stopped (or failed) while the action
+            // it had handed to its action role may still have been running.
+            return Box::pin(self.run_again_here(&key, meta)).await;
+        }
+        metrics::counter!("events_replayed_total").increment(1);
+        debug!(event_id = %meta.id, "problem event already handled; replay ignored");
+        Ok(())
     }
 
     /// Whether the event being handled is a redelivery of one that was not acknowledged.
@@ -259,7 +259,8 @@ impl Remediator {
         }
     }
 
-    /// Starts a remediation for a new OPEN, or completes one a redelivered OPEN left unfinished.
+    /// Starts a remediation for a new OPEN, or completes one a redelivered OPEN left unfinished;
+    /// `true` when the event was handled before (nothing is done).
     ///
     /// When `plan` names a first action, the problem is claimed with that action already fixed
     /// (its id linked to the problem beside the claim), so that one write decides the
@@ -272,7 +273,7 @@ impl Remediator {
         meta: &Meta,
         ev: &ProblemEvent,
         plan: Result<Plan, SourceError>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<bool> {
         let mut fresh = Record {
             phase: Phase::Starting,
             opened_by: meta.id.clone(),
@@ -298,30 +299,40 @@ impl Remediator {
         let size = fresh.encoded_len();
         if size > MAX_RECORD_BYTES / 2 {
             // Room is left for the actions and the outcome the record takes on later.
-            return self.refuse(meta, ev, size).await;
+            if self.store.handled(&meta.id).await? {
+                return Ok(true);
+            }
+            self.refuse(meta, ev, size).await?;
+            return Ok(false);
         }
         // The actions are fixed now, for the whole remediation and its close.
-        let actions = match &plan {
-            Ok(Plan::Ready(file)) => Some(
-                file.find(ev.problem.title(), ev.problem.root_cause())
-                    .map(|(r, _)| Actions {
-                        on_open: r.actions_on_open.clone(),
-                        on_close: r.actions_on_close.clone(),
-                    })
-                    .unwrap_or_default(),
-            ),
-            _ => None,
+        fresh.actions = actions_of(&plan, ev);
+        let first = fresh.action(0);
+        if let Some(action) = &first {
+            self.waiting_for(&mut fresh, 0, action);
+        }
+        let link = fresh.action_triggered_id.clone();
+        let Some(claim) = self
+            .store
+            .claim_open(key, &fresh, link.as_deref(), &meta.id)
+            .await?
+        else {
+            return Ok(true);
         };
-        let first = actions.as_ref().and_then(|a| a.on_open.first().cloned());
-        let claim = match &first {
-            Some(action) => {
-                fresh.actions = actions.clone();
-                self.waiting_for(&mut fresh, 0, action);
-                let id = fresh.action_triggered_id.clone().unwrap_or_default();
-                self.store.claim_linked(key, &fresh, &id).await?
-            }
-            None => self.store.claim(key, &fresh).await?,
-        };
+        self.claimed(key, meta, ev, plan, fresh, claim).await?;
+        Ok(false)
+    }
+
+    /// What follows the claim of [`Self::open`].
+    async fn claimed(
+        self: &Arc<Self>,
+        key: &str,
+        meta: &Meta,
+        ev: &ProblemEvent,
+        plan: Result<Plan, SourceError>,
+        fresh: Record,
+        claim: Claim,
+    ) -> anyhow::Result<()> {
         let (mut record, rev) = match claim {
             Claim::Created(rev) => {
                 crate::failpoint::point("after-claim");
@@ -350,7 +361,7 @@ impl Remediator {
             }
         };
         if record.phase == Phase::Waiting
-            && let Some(action) = first
+            && let Some(action) = record.action(0)
         {
             // Claimed just now, waiting for its first action.
             let id = record.action_triggered_id.clone().unwrap_or_default();
@@ -391,7 +402,7 @@ impl Remediator {
             }
             Ok(Plan::Ready(_)) => {}
         }
-        record.actions = actions;
+        record.actions = actions_of(&plan, ev);
         match record.action(0) {
             Some(action) => {
                 let announce = self.triggered_event(meta, &record, &ev.problem.as_value());
@@ -1063,6 +1074,21 @@ async fn run_deadlines(timers: Arc<Timers>, this: Weak<Remediator>) {
             });
         }
     }
+}
+
+/// The actions the remediation.yaml names for the problem, when it could be read and used.
+fn actions_of(plan: &Result<Plan, SourceError>, ev: &ProblemEvent) -> Option<Actions> {
+    let Ok(Plan::Ready(file)) = plan else {
+        return None;
+    };
+    Some(
+        file.find(ev.problem.title(), ev.problem.root_cause())
+            .map(|(r, _)| Actions {
+                on_open: r.actions_on_open.clone(),
+                on_close: r.actions_on_close.clone(),
+            })
+            .unwrap_or_default(),
+    )
 }
 
 fn label(action: &ActionInfo) -> String {

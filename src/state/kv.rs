@@ -55,6 +55,14 @@ impl Known {
         links.insert(id_hash(action_triggered_id), pack_key(key));
     }
 
+    /// Whether this process knows the event was handled.
+    fn seen(&self, event_id: &str) -> bool {
+        self.seen
+            .lock()
+            .expect("state cache lock")
+            .contains(id_hash(event_id))
+    }
+
     fn unlink(&self, action_triggered_id: &str) {
         self.links
             .lock()
@@ -179,12 +187,31 @@ impl KvStore {
         if self.known.claimed_by_other(key, &record.opened_by) {
             return Ok(Claim::Taken);
         }
-        // Expecting revision 0 creates the key only if it never existed or was purged back to
-        // nothing; when it exists, the one read that follows is all a duplicate costs (the
+        // Without an event id the answer is never "handled before".
+        let claim = self.claim_unless_handled(key, record, None).await?;
+        Ok(claim.unwrap_or(Claim::Taken))
+    }
+
+    /// The claim; with `event_id`, `None` when that event was handled before and the problem
+    /// was not claimed. Expecting revision 0 succeeds only when the problem's key holds no
+    /// message at all: no event claimed it within `STATE_TTL` (a closed problem leaves its purge
+    /// marker), so this event cannot have been handled, and the handled-id read is left out.
+    async fn claim_unless_handled(
+        &self,
+        key: &str,
+        record: &Record,
+        event_id: Option<&str>,
+    ) -> anyhow::Result<Option<Claim>> {
+        // When the key exists, the one read that follows is all a duplicate costs (the
         // library's `create` would read it once more itself).
         let claim = match self.bucket.update(key, encode(record), 0).await {
             Ok(rev) => Claim::Created(rev),
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                if let Some(id) = event_id
+                    && self.handled(id).await?
+                {
+                    return Ok(None);
+                }
                 match self.get(key).await? {
                     Some((r, rev)) => Claim::Exists(Box::new(r), rev),
                     // A delete marker (the problem was closed): `create` writes over it.
@@ -203,6 +230,38 @@ impl KvStore {
             Claim::Exists(r, _) => self.known.claimed(key, &r.opened_by),
             Claim::Taken => {}
         }
+        Ok(Some(claim))
+    }
+
+    pub(super) async fn claim_open(
+        &self,
+        key: &str,
+        record: &Record,
+        action_triggered_id: Option<&str>,
+        event_id: &str,
+    ) -> anyhow::Result<Option<Claim>> {
+        if self.known.claimed_by_other(key, &record.opened_by) {
+            return Ok(Some(Claim::Taken));
+        }
+        if self.known.seen(event_id) {
+            return Ok(None);
+        }
+        let link = async {
+            match action_triggered_id {
+                Some(id) => self.link_action(id, key).await,
+                None => Ok(()),
+            }
+        };
+        let (claim, linked) =
+            tokio::join!(self.claim_unless_handled(key, record, Some(event_id)), link);
+        let claim = claim?;
+        if !matches!(claim, Some(Claim::Created(_))) {
+            if let Some(id) = action_triggered_id {
+                self.known.unlink(id);
+            }
+            return Ok(claim);
+        }
+        linked?;
         Ok(claim)
     }
 
@@ -221,28 +280,6 @@ impl KvStore {
         let record = serde_json::from_slice(&entry.value)
             .context("remediation state entry is not a record")?;
         Ok(Some((record, entry.revision)))
-    }
-
-    pub(super) async fn claim_linked(
-        &self,
-        key: &str,
-        record: &Record,
-        action_triggered_id: &str,
-    ) -> anyhow::Result<Claim> {
-        if self.known.claimed_by_other(key, &record.opened_by) {
-            return Ok(Claim::Taken);
-        }
-        let (claim, linked) = tokio::join!(
-            self.claim(key, record),
-            self.link_action(action_triggered_id, key)
-        );
-        let claim = claim?;
-        if !matches!(claim, Claim::Created(_)) {
-            self.known.unlink(action_triggered_id);
-            return Ok(claim);
-        }
-        linked?;
-        Ok(claim)
     }
 
     pub(super) async fn update(
@@ -309,13 +346,7 @@ impl KvStore {
 
     pub(super) async fn handled(&self, event_id: &str) -> anyhow::Result<bool> {
         let id = id_hash(event_id);
-        if self
-            .known
-            .seen
-            .lock()
-            .expect("state cache lock")
-            .contains(id)
-        {
+        if self.known.seen(event_id) {
             return Ok(true);
         }
         let found = self
