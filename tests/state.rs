@@ -124,11 +124,7 @@ async fn contract(store: &Store) {
     let mut first = record("open-linked", Phase::Waiting);
     first.action_triggered_id = Some("action-linked".into());
     first.actions = Some(actions());
-    let Some(Claim::Created(_)) = store
-        .claim_open(&kl, &first, Some("action-linked"), "open-linked")
-        .await
-        .unwrap()
-    else {
+    let Some(Claim::Created(_)) = store.claim_open(&kl, &first).await.unwrap() else {
         panic!("a fresh problem must be claimed with its action")
     };
     assert_eq!(
@@ -139,17 +135,14 @@ async fn contract(store: &Store) {
     assert!(same(&stored, &first), "claimed as written, waiting");
     let other = record("open-linked-2", Phase::Waiting);
     assert!(matches!(
-        store
-            .claim_open(&kl, &other, Some("action-other"), "open-linked-2")
-            .await
-            .unwrap(),
+        store.claim_open(&kl, &other).await.unwrap(),
         Some(Claim::Exists(..) | Claim::Taken)
     ));
     store.remember("open-replayed").await.unwrap();
     let replayed = record("open-replayed", Phase::Starting);
     assert!(
         store
-            .claim_open(&key("P-replayed"), &replayed, None, "open-replayed")
+            .claim_open(&key("P-replayed"), &replayed)
             .await
             .unwrap()
             .is_none(),
@@ -250,11 +243,7 @@ async fn a_replica_does_not_claim_again_an_open_another_handled() {
     let second = Store::jetstream(&js, "replicas", ttl).await.unwrap();
     let k = key("P-shared");
     let opened = record("open-shared", Phase::Starting);
-    let Some(Claim::Created(_)) = first
-        .claim_open(&k, &opened, None, "open-shared")
-        .await
-        .unwrap()
-    else {
+    let Some(Claim::Created(_)) = first.claim_open(&k, &opened).await.unwrap() else {
         panic!("a fresh problem must be claimed")
     };
     first.remember("open-shared").await.unwrap();
@@ -266,20 +255,13 @@ async fn a_replica_does_not_claim_again_an_open_another_handled() {
         }
         let replica = Store::jetstream(&js, "replicas", ttl).await.unwrap();
         assert!(
-            replica
-                .claim_open(&k, &opened, None, "open-shared")
-                .await
-                .unwrap()
-                .is_none(),
+            replica.claim_open(&k, &opened).await.unwrap().is_none(),
             "the replayed OPEN is handled (closed: {closed})"
         );
     }
     let reopened = record("open-again", Phase::Starting);
     assert!(matches!(
-        second
-            .claim_open(&k, &reopened, None, "open-again")
-            .await
-            .unwrap(),
+        second.claim_open(&k, &reopened).await.unwrap(),
         Some(Claim::Created(_))
     ));
 }

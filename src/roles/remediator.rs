@@ -311,12 +311,7 @@ impl Remediator {
         if let Some(action) = &first {
             self.waiting_for(&mut fresh, 0, action);
         }
-        let link = fresh.action_triggered_id.clone();
-        let Some(claim) = self
-            .store
-            .claim_open(key, &fresh, link.as_deref(), &meta.id)
-            .await?
-        else {
+        let Some(claim) = self.store.claim_open(key, &fresh).await? else {
             return Ok(true);
         };
         self.claimed(key, meta, ev, plan, fresh, claim).await?;

@@ -237,17 +237,17 @@ impl KvStore {
         &self,
         key: &str,
         record: &Record,
-        action_triggered_id: Option<&str>,
-        event_id: &str,
     ) -> anyhow::Result<Option<Claim>> {
-        if self.known.claimed_by_other(key, &record.opened_by) {
+        let event_id = record.opened_by.as_str();
+        if self.known.claimed_by_other(key, event_id) {
             return Ok(Some(Claim::Taken));
         }
         if self.known.seen(event_id) {
             return Ok(None);
         }
+        let action = record.action_triggered_id.as_deref();
         let link = async {
-            match action_triggered_id {
+            match action {
                 Some(id) => self.link_action(id, key).await,
                 None => Ok(()),
             }
@@ -256,7 +256,7 @@ impl KvStore {
             tokio::join!(self.claim_unless_handled(key, record, Some(event_id)), link);
         let claim = claim?;
         if !matches!(claim, Some(Claim::Created(_))) {
-            if let Some(id) = action_triggered_id {
+            if let Some(id) = action {
                 self.known.unlink(id);
             }
             return Ok(claim);

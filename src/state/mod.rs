@@ -306,35 +306,27 @@ impl Store {
         }
     }
 
-    /// [`Store::claim`] for the OPEN `event_id`, `None` when that event was handled before
-    /// (nothing is claimed). With `action_triggered_id` (the record's first action is fixed),
-    /// that id is linked to `key` ([`Store::link_action`]).
+    /// [`Store::claim`] for the OPEN that `record` was opened by, `None` when that event was
+    /// handled before (nothing is claimed). When the record's first action is fixed, its
+    /// action.triggered id is linked to `key` ([`Store::link_action`]).
     ///
     /// With the bucket, a claim over a key that holds nothing at all proves the event new, so
     /// the handled-id is read only when the key exists or was closed; and the link is written
     /// beside the claim rather than after it: a claim that is refused leaves a link to an id
     /// that is never sent, which expires with the bucket's `STATE_TTL`.
-    pub async fn claim_open(
-        &self,
-        key: &str,
-        record: &Record,
-        action_triggered_id: Option<&str>,
-        event_id: &str,
-    ) -> anyhow::Result<Option<Claim>> {
+    pub async fn claim_open(&self, key: &str, record: &Record) -> anyhow::Result<Option<Claim>> {
         match self {
             Store::Memory(m) => {
-                if m.handled(event_id) {
+                if m.handled(&record.opened_by) {
                     return Ok(None);
                 }
                 let claim = m.claim(key, record)?;
-                if let (Claim::Created(_), Some(id)) = (&claim, action_triggered_id) {
+                if let (Claim::Created(_), Some(id)) = (&claim, &record.action_triggered_id) {
                     m.link_action(id, key);
                 }
                 Ok(Some(claim))
             }
-            Store::Kv(s) => {
-                Box::pin(s.claim_open(key, record, action_triggered_id, event_id)).await
-            }
+            Store::Kv(s) => Box::pin(s.claim_open(key, record)).await,
         }
     }
 
