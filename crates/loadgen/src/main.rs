@@ -780,6 +780,83 @@ async fn scenario_overhead(
     Ok((stats.p50, stats.p99))
 }
 
+/// The bus alone under the storm's load: the same payloads published the same way to a fresh
+/// nats-server, taken by a plain subscriber that only counts them (core), or by a durable pull
+/// consumer on a stream like the service's that acknowledges each one (JetStream: file
+/// storage on `sh.keptn.>`, explicit acks, the service's default `max_ack_pending`). Returns
+/// the rate from first publish to the last message taken; what the service can reach at most
+/// on this machine.
+async fn storm_floor(mode: &str, payloads: &[Bytes]) -> Result<f64> {
+    let nats_server = NatsServer::start()?;
+    let url = nats_server.url();
+    let subject = "sh.keptn.event.problem.open";
+    let total = payloads.len() as u64;
+    let taken = Arc::new(AtomicU64::new(0));
+    let consumer_client = async_nats::ConnectOptions::new()
+        .subscription_capacity(262_144)
+        .connect(&url)
+        .await?;
+    let done = Arc::new(tokio::sync::Notify::new());
+    let task = if mode == "core" {
+        let mut sub = consumer_client.subscribe(subject).await?;
+        consumer_client.flush().await?;
+        let (taken, done) = (taken.clone(), done.clone());
+        tokio::spawn(async move {
+            while sub.next().await.is_some() {
+                if taken.fetch_add(1, Ordering::Relaxed) + 1 == total {
+                    done.notify_one();
+                }
+            }
+        })
+    } else {
+        let js = async_nats::jetstream::new(consumer_client.clone());
+        let stream = js
+            .get_or_create_stream(async_nats::jetstream::stream::Config {
+                name: "floor".into(),
+                subjects: vec!["sh.keptn.>".into()],
+                storage: async_nats::jetstream::stream::StorageType::File,
+                ..Default::default()
+            })
+            .await?;
+        let consumer = stream
+            .create_consumer(async_nats::jetstream::consumer::pull::Config {
+                durable_name: Some("floor".into()),
+                filter_subject: subject.into(),
+                ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+                deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::New,
+                max_ack_pending: 1024,
+                ..Default::default()
+            })
+            .await?;
+        let mut messages = consumer.messages().await?;
+        let (taken, done) = (taken.clone(), done.clone());
+        tokio::spawn(async move {
+            while let Some(Ok(msg)) = messages.next().await {
+                let _ = msg.ack().await;
+                if taken.fetch_add(1, Ordering::Relaxed) + 1 == total {
+                    done.notify_one();
+                }
+            }
+        })
+    };
+    let publisher = async_nats::connect(&url).await?;
+    let t0 = Instant::now();
+    for p in payloads {
+        publisher.publish(subject, p.clone()).await?;
+    }
+    publisher.flush().await?;
+    let all = tokio::time::timeout(Duration::from_secs(60), done.notified()).await;
+    let elapsed = t0.elapsed();
+    task.abort();
+    all.with_context(|| {
+        format!(
+            "the {mode} floor took {} of {total} messages within 60 s",
+            taken.load(Ordering::Relaxed)
+        )
+    })?;
+    Ok(total as f64 / elapsed.as_secs_f64())
+}
+
 async fn scenario_storm(
     report: &mut Report,
     mode: &str,
@@ -834,6 +911,7 @@ async fn scenario_storm(
             )
         })
         .collect();
+    let floor = storm_floor(mode, &payloads).await;
     let publisher = async_nats::connect(&nats_server.url()).await?;
     let subject = "sh.keptn.event.problem.open";
     let before = metric(&svc, &http, "events_received_total", "problem.open").await?;
@@ -931,6 +1009,19 @@ async fn scenario_storm(
                 );
             }
         }
+    }
+    match &floor {
+        Ok(rate) => report.add(
+            &sc,
+            "floor: the bus alone (plain client, no service)",
+            format!("{rate:.0}/s"),
+            if mode == "core" {
+                "core subscriber that only counts"
+            } else {
+                "pull consumer acking each message, same stream settings"
+            },
+        ),
+        Err(e) => report.add(&sc, "floor: the bus alone", format!("error: {e:#}"), ""),
     }
     let t = triggered.load(Ordering::Relaxed);
     let f = finished.load(Ordering::Relaxed);
