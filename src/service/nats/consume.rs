@@ -307,22 +307,18 @@ async fn handle_js(
     max_deliver: i64,
 ) {
     let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
-    // The first progress ack is one period from now. (An interval's own first tick is due at
-    // once, but the timer fires on a millisecond wheel: awaiting it cost each message about a
-    // millisecond before its handling began.)
-    let period = (ack_wait / 3).max(Duration::from_millis(200));
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let mut progress = Progress::new(ack_wait);
     let work = pipeline::keeping(
         delivered > 1,
         pipeline.handle_payload(&msg.subject, &msg.payload),
     );
-    let (mut result, left) = with_progress(&msg, &mut ticker, work).await;
+    let (mut result, left) = progress.around(&msg, work).await;
     // The event's own permit goes back; what it left running holds a permit of its own, kept
     // until this message is acknowledged, so that a shutdown waits for both.
     drop(permit);
     let mut held = Vec::with_capacity(left.len());
     for run in left {
-        let (outcome, run_permit) = with_progress(&msg, &mut ticker, run).await;
+        let (outcome, run_permit) = progress.around(&msg, run).await;
         held.push(run_permit);
         if let Err(e) = outcome
             && result.is_ok()
@@ -359,17 +355,49 @@ async fn handle_js(
     drop(held);
 }
 
-/// Awaits `work`, sending a progress ack at every tick of `ticker` meanwhile.
-async fn with_progress<F: std::future::Future>(
-    msg: &jetstream::Message,
-    ticker: &mut tokio::time::Interval,
-    work: F,
-) -> F::Output {
-    tokio::pin!(work);
-    loop {
-        tokio::select! {
-            r = &mut work => return r,
-            _ = ticker.tick() => { let _ = msg.ack_with(AckKind::Progress).await; }
+/// The progress acks of one message: one every third of `ACK_WAIT` (at least 200 ms) while its
+/// handling goes on, the first one period after the handling began.
+struct Progress {
+    period: Duration,
+    /// Made when a handling is first found still going: most events (an alert storm's
+    /// duplicates) end at their first poll, and a timer made, polled and dropped for each
+    /// would cost an allocation and two locks of the runtime's timer wheel.
+    ticker: Option<tokio::time::Interval>,
+    started: tokio::time::Instant,
+}
+
+impl Progress {
+    fn new(ack_wait: Duration) -> Self {
+        Progress {
+            period: (ack_wait / 3).max(Duration::from_millis(200)),
+            ticker: None,
+            started: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Awaits `work`, sending a progress ack at every tick meanwhile.
+    async fn around<F: std::future::Future>(
+        &mut self,
+        msg: &jetstream::Message,
+        work: F,
+    ) -> F::Output {
+        tokio::pin!(work);
+        if let std::task::Poll::Ready(out) = futures::poll!(&mut work) {
+            return out;
+        }
+        // The first tick is one period after the start. (An interval's own first tick is due
+        // at once, but the timer fires on a millisecond wheel: awaiting it cost each message
+        // about a millisecond before its handling began.)
+        let (started, period) = (self.started, self.period);
+        let ticker = self
+            .ticker
+            .get_or_insert_with(|| tokio::time::interval_at(started + period, period));
+        loop {
+            tokio::select! {
+                biased;
+                r = &mut work => return r,
+                _ = ticker.tick() => { let _ = msg.ack_with(AckKind::Progress).await; }
+            }
         }
     }
 }
