@@ -50,11 +50,30 @@ pub const REMEDIATION_SEQUENCE_TRIGGERED: &str = "sh.keptn.event.*.remediation.t
 
 /// The stage of a `sh.keptn.event.<stage>.remediation.triggered` sequence event.
 pub fn remediation_sequence_stage(ty: &str) -> Option<&str> {
-    let parts: Vec<&str> = ty.split('.').collect();
-    match parts.as_slice() {
-        ["sh", "keptn", "event", stage, "remediation", "triggered"] if !stage.is_empty() => {
-            Some(stage)
-        }
-        _ => None,
+    let stage = ty
+        .strip_prefix("sh.keptn.event.")?
+        .strip_suffix(".remediation.triggered")?;
+    (!stage.is_empty() && !stage.contains('.')).then_some(stage)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sequence_stage_is_one_nonempty_segment() {
+        let stage = remediation_sequence_stage;
+        assert_eq!(
+            stage("sh.keptn.event.production.remediation.triggered"),
+            Some("production")
+        );
+        assert_eq!(stage("sh.keptn.event.remediation.triggered"), None);
+        assert_eq!(stage("sh.keptn.event..remediation.triggered"), None);
+        assert_eq!(stage("sh.keptn.event.a.b.remediation.triggered"), None);
+        assert_eq!(
+            stage("sh.keptn.event.production.remediation.finished"),
+            None
+        );
+        assert_eq!(stage("sh.keptn.event.problem.open"), None);
     }
 }

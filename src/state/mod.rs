@@ -103,8 +103,9 @@ pub fn problem_key(scope: &Scope, identity: &str) -> String {
         h.update([0u8]);
     }
     let digest = h.finalize();
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("p.{hex}")
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    unpack_key(u128::from_be_bytes(bytes))
 }
 
 /// The most a record may take in the bucket (a NATS message carries at most 1 MiB by default;
@@ -413,5 +414,24 @@ impl Store {
             Store::Memory(m) => Ok(m.pending()),
             Store::Kv(s) => Box::pin(s.pending()).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keys outlive releases in the bucket: the text of a key must never change.
+    #[test]
+    fn a_problem_key_is_the_first_half_of_its_sha256_in_hex() {
+        let scope = Scope {
+            project: "website".into(),
+            stage: "production".into(),
+            service: "front-end".into(),
+        };
+        // python3: hashlib.sha256(b"website\0production\0front-end\0P-1\0").hexdigest()[:32]
+        let key = problem_key(&scope, "P-1");
+        assert_eq!(key, "p.5124828e1f0c11984282c56b0bb0fcf8");
+        assert_eq!(unpack_key(pack_key(&key)), key);
     }
 }
