@@ -553,8 +553,13 @@ pub(crate) struct InFlight;
 impl InFlight {
     pub(crate) fn start() -> InFlight {
         metrics::gauge!("events_in_flight").increment(1.0);
-        HANDLED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self::count();
         InFlight
+    }
+
+    /// Counts an event started and ended at once (a duplicate), without the gauge.
+    pub(crate) fn count() {
+        HANDLED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -168,6 +168,22 @@ impl Remediator {
         Ok(pending.len())
     }
 
+    /// Whether `ev` is an OPEN for a problem another event is known here to have claimed,
+    /// counted as a duplicate if so: it does nothing, as the claim would refuse it. Known
+    /// without a round trip, this is what most of an alert storm costs, and the pipeline asks
+    /// it before anything else is spent on the event.
+    pub fn duplicate_open(&self, meta: &Meta, ev: &ProblemEvent) -> bool {
+        if ev.state != ProblemState::Open {
+            return false;
+        }
+        let key = problem_key(&ev.scope, &ev.identity());
+        if !self.store.claimed_by_other(&key, &meta.id) {
+            return false;
+        }
+        duplicate(meta, ev);
+        true
+    }
+
     pub async fn on_problem(
         self: &Arc<Self>,
         meta: &Meta,
@@ -178,7 +194,7 @@ impl Remediator {
         // whether this one was handled before or not: the claim would refuse it. Known without
         // a round trip, this is what most of an alert storm costs.
         if ev.state == ProblemState::Open && self.store.claimed_by_other(&key, &meta.id) {
-            duplicate(ev);
+            duplicate(meta, ev);
             return Ok(());
         }
         // A replay (the same event id again, after it was handled) does nothing; an event that
@@ -351,7 +367,7 @@ impl Remediator {
                 }
             }
             Claim::Exists(..) | Claim::Taken => {
-                duplicate(ev);
+                duplicate(meta, ev);
                 return Ok(());
             }
         };
@@ -1130,11 +1146,11 @@ fn succeeded(record: &Record, ev: &ActionFinished) -> String {
 }
 
 /// Counts and logs an OPEN for a problem that is already being or already was remediated.
-fn duplicate(ev: &ProblemEvent) {
+fn duplicate(meta: &Meta, ev: &ProblemEvent) {
     metrics::counter!("duplicates_total").increment(1);
     // Debug, not info: an alert storm repeats one problem thousands of times.
     debug!(
-        problem = %ev.identity(), scope = %ev.scope,
+        event_id = %meta.id, problem = %ev.identity(), scope = %ev.scope,
         "problem already being or already remediated; duplicate OPEN ignored"
     );
 }

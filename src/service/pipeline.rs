@@ -391,8 +391,18 @@ impl Pipeline {
     /// Hands a decoded event to its role, whose replies go to `out`.
     async fn dispatch_to(&self, incoming: Incoming, out: &dyn Publish) -> anyhow::Result<()> {
         let meta = &incoming.meta;
-        let ty = types::short(&meta.ty).to_owned();
         let label = crate::telemetry::type_label(&meta.ty);
+        // A duplicate OPEN ends here, before its span, its log fields and its in-flight count:
+        // an alert storm is mostly these.
+        if let (Kind::Problem(p), Some(r)) = (&incoming.kind, &self.remediator)
+            && self.handles(&incoming)
+            && r.duplicate_open(meta, p)
+        {
+            metrics::counter!("events_received_total", "type" => label).increment(1);
+            crate::telemetry::InFlight::count();
+            return Ok(());
+        }
+        let ty = types::short(&meta.ty).to_owned();
         let _in_flight = crate::telemetry::InFlight::start();
         metrics::counter!("events_received_total", "type" => label).increment(1);
         let scope = incoming.scope().map(|s| s.to_string()).unwrap_or_default();
