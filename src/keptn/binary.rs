@@ -5,7 +5,7 @@
 //! Header values are percent-decoded as the CloudEvents HTTP binding asks (a sender encodes
 //! `%`, `"`, controls and non-ASCII); `Content-Type` is the `datacontenttype`.
 
-use super::decode::{DecodeError, decode_event, to_cloudevent};
+use super::decode::{DecodeError, decode_value};
 use super::model::Incoming;
 use base64::Engine;
 use serde_json::{Map, Value};
@@ -18,7 +18,7 @@ pub fn decode_binary<'a>(
     headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
     body: &[u8],
 ) -> Result<Incoming, DecodeError> {
-    to_cloudevent(Value::Object(structured(headers, body)?)).and_then(decode_event)
+    decode_value(Value::Object(structured(headers, body)?))
 }
 
 /// The structured-mode object equivalent to a binary-mode message.

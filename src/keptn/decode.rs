@@ -77,117 +77,209 @@ const ATTRIBUTES_V03: [&str; 10] = [
 pub fn decode_bytes(payload: &[u8]) -> Result<Incoming, DecodeError> {
     let value: Value = serde_json::from_slice(payload)
         .map_err(|e| DecodeError::new("not_json", format!("payload is not JSON: {e}")))?;
-    let event = to_cloudevent(value)?;
-    decode_event(event)
+    decode_value(value)
+}
+
+/// Decodes a structured-mode CloudEvent already read as JSON: what [`to_cloudevent`] and then
+/// [`decode_event`] give, without building the SDK's event in between when its data is JSON.
+/// Once [`Envelope::of`] has kept only well-formed attributes and extensions, the SDK cannot
+/// refuse such an event, and building it would copy every member of the event twice over (most
+/// of what an alert storm's duplicate costs).
+pub fn decode_value(value: Value) -> Result<Incoming, DecodeError> {
+    let envelope = Envelope::of(value)?;
+    if !envelope.json_data {
+        return envelope.into_event().and_then(decode_event);
+    }
+    let mut obj = envelope.obj;
+    let mut text = |name: &str| match obj.swap_remove(name) {
+        Some(Value::String(s)) => s,
+        _ => String::new(),
+    };
+    let (id, source, ty) = (text("id"), text("source"), text("type"));
+    let meta = Meta {
+        id,
+        source,
+        ty,
+        keptn_context: extension_text(obj.get("shkeptncontext")),
+        triggered_id: extension_text(obj.get("triggeredid")),
+        git_commit_id: extension_text(obj.get("gitcommitid")),
+    };
+    decode_kind(meta, envelope.data.unwrap_or(Value::Null))
 }
 
 /// Brings a structured CloudEvent of any accepted version into a shape the SDK reads as 1.0.
 pub fn to_cloudevent(value: Value) -> Result<Event, DecodeError> {
-    let Value::Object(mut obj) = value else {
-        return Err(DecodeError::new(
-            "not_cloudevent",
-            "payload is not a JSON object",
-        ));
-    };
-    let ty = obj.get("type").and_then(Value::as_str).map(str::to_owned);
-    let id = obj.get("id").and_then(Value::as_str).map(str::to_owned);
-    let ctx = obj
-        .get("shkeptncontext")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let fail = |message: String| DecodeError {
-        reason: "not_cloudevent",
-        message,
-        id: id.clone(),
-        ty: ty.clone(),
-        keptn_context: ctx.clone(),
-    };
-    match obj.get("type") {
-        Some(Value::String(t)) if !t.is_empty() => {}
-        Some(_) => return Err(fail("attribute `type` must be a non-empty string".into())),
-        None => return Err(fail("attribute `type` is missing".into())),
-    }
-    let version = match obj.get("specversion") {
-        None => {
-            obj.insert("specversion".into(), Value::String("1.0".into()));
-            "1.0".to_owned()
+    Envelope::of(value)?.into_event()
+}
+
+/// A structured event's members once made readable: the attributes the SDK reads, each well
+/// formed or left out, and the extensions it can hold; JSON data is taken out beside them.
+struct Envelope {
+    obj: Map<String, Value>,
+    /// Whether the data is JSON (then in `data`, not in `obj`).
+    json_data: bool,
+    data: Option<Value>,
+    /// The `id` as it came, when a new one replaced it (for a refusal).
+    given_id: Option<Option<String>>,
+}
+
+impl Envelope {
+    /// The SDK's event: it reads the members again, the data put back as it would have read it.
+    fn into_event(self) -> Result<Event, DecodeError> {
+        let Envelope {
+            obj,
+            data,
+            given_id,
+            ..
+        } = self;
+        let refusal = DecodeError {
+            reason: "not_cloudevent",
+            message: String::new(),
+            id: given_id.unwrap_or_else(|| given(&obj, "id")),
+            ty: given(&obj, "type"),
+            keptn_context: given(&obj, "shkeptncontext"),
+        };
+        let mut event =
+            serde_json::from_value::<Event>(Value::Object(obj)).map_err(|e| DecodeError {
+                message: format!("not a CloudEvent: {e}"),
+                ..refusal
+            })?;
+        if let Some(data) = data {
+            event.set_data_unchecked(Data::Json(data));
         }
-        Some(Value::String(v)) => v.clone(),
-        Some(_) => return Err(fail("attribute `specversion` must be a string".into())),
-    };
-    match version.as_str() {
-        "1.0" | "0.3" => {}
-        "0.2" => {
-            // CloudEvents 0.2 differs only in names that matter here.
-            obj.insert("specversion".into(), Value::String("1.0".into()));
-            if let Some(url) = obj.remove("schemaurl") {
-                obj.entry("dataschema").or_insert(url);
+        Ok(event)
+    }
+
+    fn of(value: Value) -> Result<Envelope, DecodeError> {
+        let Value::Object(mut obj) = value else {
+            return Err(DecodeError::new(
+                "not_cloudevent",
+                "payload is not a JSON object",
+            ));
+        };
+        // A refusal names the event by its members as they came; nothing below changes `type`
+        // or `shkeptncontext` but to drop one that is not a string, and `id` is kept aside when
+        // it is replaced.
+        let fail = |obj: &Map<String, Value>, given_id: Option<Option<String>>, message: String| {
+            DecodeError {
+                reason: "not_cloudevent",
+                message,
+                id: given_id.unwrap_or_else(|| given(obj, "id")),
+                ty: given(obj, "type"),
+                keptn_context: given(obj, "shkeptncontext"),
+            }
+        };
+        match obj.get("type") {
+            Some(Value::String(t)) if !t.is_empty() => {}
+            Some(_) => {
+                return Err(fail(
+                    &obj,
+                    None,
+                    "attribute `type` must be a non-empty string".into(),
+                ));
+            }
+            None => return Err(fail(&obj, None, "attribute `type` is missing".into())),
+        }
+        let version = match obj.get("specversion") {
+            None => {
+                obj.insert("specversion".into(), Value::String("1.0".into()));
+                "1.0".to_owned()
+            }
+            Some(Value::String(v)) => v.clone(),
+            Some(_) => {
+                return Err(fail(
+                    &obj,
+                    None,
+                    "attribute `specversion` must be a string".into(),
+                ));
+            }
+        };
+        match version.as_str() {
+            "1.0" | "0.3" => {}
+            "0.2" => {
+                // CloudEvents 0.2 differs only in names that matter here.
+                obj.insert("specversion".into(), Value::String("1.0".into()));
+                if let Some(url) = obj.remove("schemaurl") {
+                    obj.entry("dataschema").or_insert(url);
+                }
+            }
+            other => {
+                let message = format!("unsupported specversion {other:?}");
+                return Err(fail(&obj, None, message));
             }
         }
-        other => return Err(fail(format!("unsupported specversion {other:?}"))),
-    }
-    if !obj.contains_key("datacontenttype")
-        && let Some(Value::String(ct)) = obj.get("contenttype")
-    {
-        let ct = ct.clone();
-        obj.insert("datacontenttype".into(), Value::String(ct));
-    }
-    if !matches!(obj.get("id"), Some(Value::String(s)) if !s.is_empty()) {
-        // Keptn's own decoders accept events without an id; replies still need one to point at.
-        obj.insert("id".into(), Value::String(uuid::Uuid::new_v4().to_string()));
-    }
-    if !matches!(obj.get("source"), Some(Value::String(s)) if !s.is_empty()) {
-        obj.insert("source".into(), Value::String("unknown".into()));
-    }
-    if let Some(t) = obj.get("time") {
-        let valid = t
-            .as_str()
-            .is_some_and(|s| chrono::DateTime::parse_from_rfc3339(s).is_ok());
-        if !valid {
-            obj.remove("time");
+        if !obj.contains_key("datacontenttype")
+            && let Some(Value::String(ct)) = obj.get("contenttype")
+        {
+            let ct = ct.clone();
+            obj.insert("datacontenttype".into(), Value::String(ct));
         }
-    }
-    let (attributes, schema_attr) = if version == "0.3" {
-        (&ATTRIBUTES_V03, "schemaurl")
-    } else {
-        (&ATTRIBUTES_V10, "dataschema")
-    };
-    for attr in ["datacontenttype", schema_attr, "subject"] {
-        if obj.get(attr).is_some_and(|v| !v.is_string()) {
-            obj.remove(attr);
+        let mut given_id = None;
+        if !matches!(obj.get("id"), Some(Value::String(s)) if !s.is_empty()) {
+            given_id = Some(given(&obj, "id"));
+            // Keptn's own decoders accept events without an id; replies still need one to point at.
+            obj.insert("id".into(), Value::String(uuid::Uuid::new_v4().to_string()));
         }
+        if !matches!(obj.get("source"), Some(Value::String(s)) if !s.is_empty()) {
+            obj.insert("source".into(), Value::String("unknown".into()));
+        }
+        if let Some(t) = obj.get("time") {
+            let valid = t
+                .as_str()
+                .is_some_and(|s| chrono::DateTime::parse_from_rfc3339(s).is_ok());
+            if !valid {
+                obj.remove("time");
+            }
+        }
+        let (attributes, schema_attr) = if version == "0.3" {
+            (&ATTRIBUTES_V03, "schemaurl")
+        } else {
+            (&ATTRIBUTES_V10, "dataschema")
+        };
+        for attr in ["datacontenttype", schema_attr, "subject"] {
+            if obj.get(attr).is_some_and(|v| !v.is_string()) {
+                obj.remove(attr);
+            }
+        }
+        if version == "0.3"
+            && obj
+                .get("datacontentencoding")
+                .is_some_and(|v| !v.is_string())
+        {
+            obj.remove("datacontentencoding");
+        }
+        if obj
+            .get(schema_attr)
+            .and_then(Value::as_str)
+            .is_some_and(|s| url::Url::parse(s).is_err())
+        {
+            obj.remove(schema_attr);
+        }
+        obj.retain(|name, value| {
+            attributes.contains(&name.as_str()) || usable_extension(name, value)
+        });
+        // JSON data is moved into the event afterwards, as the SDK would have read it: the SDK
+        // builds its input anew twice over, and data is most of an event.
+        let json_data = version != "0.3"
+            && !obj.contains_key("data_base64")
+            && is_json_content_type(
+                obj.get("datacontenttype")
+                    .and_then(Value::as_str)
+                    .unwrap_or("application/json"),
+            );
+        let data = if json_data { obj.remove("data") } else { None };
+        Ok(Envelope {
+            obj,
+            json_data,
+            data,
+            given_id,
+        })
     }
-    if version == "0.3"
-        && obj
-            .get("datacontentencoding")
-            .is_some_and(|v| !v.is_string())
-    {
-        obj.remove("datacontentencoding");
-    }
-    if obj
-        .get(schema_attr)
-        .and_then(Value::as_str)
-        .is_some_and(|s| url::Url::parse(s).is_err())
-    {
-        obj.remove(schema_attr);
-    }
-    obj.retain(|name, value| attributes.contains(&name.as_str()) || usable_extension(name, value));
-    // JSON data is moved into the event afterwards, as the SDK would have read it: the SDK
-    // builds its input anew twice over, and data is most of an event.
-    let json_data = version != "0.3"
-        && !obj.contains_key("data_base64")
-        && is_json_content_type(
-            obj.get("datacontenttype")
-                .and_then(Value::as_str)
-                .unwrap_or("application/json"),
-        );
-    let data = if json_data { obj.remove("data") } else { None };
-    let mut event = serde_json::from_value::<Event>(Value::Object(obj))
-        .map_err(|e| fail(format!("not a CloudEvent: {e}")))?;
-    if let Some(data) = data {
-        event.set_data_unchecked(Data::Json(data));
-    }
-    Ok(event)
+}
+
+/// A member's text, when it is a string.
+fn given(obj: &Map<String, Value>, name: &str) -> Option<String> {
+    obj.get(name).and_then(Value::as_str).map(str::to_owned)
 }
 
 /// Whether the SDK reads `data` of this content type as JSON (its own test, which it does
@@ -217,6 +309,16 @@ fn extension_string(event: &Event, name: &str) -> Option<String> {
         ExtensionValue::String(_) => None,
         ExtensionValue::Integer(i) => Some(i.to_string()),
         ExtensionValue::Boolean(b) => Some(b.to_string()),
+    }
+}
+
+/// [`extension_string`] of a member that [`usable_extension`] kept.
+fn extension_text(value: Option<&Value>) -> Option<String> {
+    match value? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => n.as_i64().map(|i| i.to_string()),
+        _ => None,
     }
 }
 
@@ -251,6 +353,11 @@ pub fn decode_event(mut event: Event) -> Result<Incoming, DecodeError> {
     let meta = meta_of(&event);
     let data = take_data_value(&mut event)
         .map_err(|m| DecodeError::new("invalid_data", m).about(&meta))?;
+    decode_kind(meta, data)
+}
+
+/// The typed event of `meta`'s type from its data.
+fn decode_kind(meta: Meta, data: Value) -> Result<Incoming, DecodeError> {
     let kind = match meta.ty.as_str() {
         types::PROBLEM_OPEN | types::PROBLEM => Kind::Problem(
             problem(&meta.ty, data).map_err(|(r, m)| DecodeError::new(r, m).about(&meta))?,
