@@ -262,7 +262,19 @@ impl Pipeline {
     /// subscription such as `sh.keptn.>` cannot feed on its own replies; with such a
     /// subscription, other services' events of types no role handles are passed over too.
     pub async fn handle_payload(&self, subject: &str, payload: &[u8]) -> anyhow::Result<()> {
-        match crate::keptn::decode_bytes(payload) {
+        self.handle_decoded(subject, payload, crate::keptn::decode_bytes(payload))
+            .await
+    }
+
+    /// [`Self::handle_payload`] for a payload its transport already decoded (to ask
+    /// [`Self::settled_at_once`] first).
+    pub async fn handle_decoded(
+        &self,
+        subject: &str,
+        payload: &[u8],
+        decoded: Result<Incoming, DecodeError>,
+    ) -> anyhow::Result<()> {
+        match decoded {
             Ok(incoming) if incoming.meta.ty == subject => self.dispatch(incoming).await,
             Ok(incoming) => {
                 let meta = &incoming.meta;
@@ -363,6 +375,29 @@ impl Pipeline {
         }
     }
 
+    /// Whether an event decoded from a message on `subject` is an OPEN of a problem another
+    /// event is known here to have claimed. Such an event is counted as handled and needs
+    /// nothing more, so the transport answers it where it read it, without a task or a permit
+    /// of its own: most of an alert storm.
+    pub fn settled_at_once(&self, subject: &str, incoming: &Incoming) -> bool {
+        incoming.meta.ty == subject && self.duplicate(incoming)
+    }
+
+    /// Whether `incoming` is an OPEN that the claim cache knows to be a duplicate; counts it
+    /// (received, duplicate, in flight for no time) when it is.
+    fn duplicate(&self, incoming: &Incoming) -> bool {
+        let (Kind::Problem(p), Some(r)) = (&incoming.kind, &self.remediator) else {
+            return false;
+        };
+        if !(self.handles(incoming) && r.duplicate_open(&incoming.meta, p)) {
+            return false;
+        }
+        let label = crate::telemetry::type_label(&incoming.meta.ty);
+        metrics::counter!("events_received_total", "type" => label).increment(1);
+        crate::telemetry::InFlight::count();
+        true
+    }
+
     /// Runs an `action.triggered` of this process's remediator in its action role, and hands
     /// the `action.finished` back to the remediator, without the bus in between (both are
     /// published, marked as handled here, for everyone else).
@@ -390,18 +425,13 @@ impl Pipeline {
 
     /// Hands a decoded event to its role, whose replies go to `out`.
     async fn dispatch_to(&self, incoming: Incoming, out: &dyn Publish) -> anyhow::Result<()> {
-        let meta = &incoming.meta;
-        let label = crate::telemetry::type_label(&meta.ty);
         // A duplicate OPEN ends here, before its span, its log fields and its in-flight count:
         // an alert storm is mostly these.
-        if let (Kind::Problem(p), Some(r)) = (&incoming.kind, &self.remediator)
-            && self.handles(&incoming)
-            && r.duplicate_open(meta, p)
-        {
-            metrics::counter!("events_received_total", "type" => label).increment(1);
-            crate::telemetry::InFlight::count();
+        if self.duplicate(&incoming) {
             return Ok(());
         }
+        let meta = &incoming.meta;
+        let label = crate::telemetry::type_label(&meta.ty);
         let ty = types::short(&meta.ty).to_owned();
         let _in_flight = crate::telemetry::InFlight::start();
         metrics::counter!("events_received_total", "type" => label).increment(1);

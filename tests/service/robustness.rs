@@ -96,20 +96,52 @@ async fn hundred_identical_opens(services: &mut [&mut Service], bus: &Bus) {
     assert_eq!(count(bus, "sh.keptn.event.remediation.finished", &ctx), 1);
 }
 
+/// The value of the first sample in `metrics` whose line starts with `prefix` (0 without one).
+fn sample(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 #[tokio::test]
-async fn hundred_identical_opens_give_one_remediation() {
+async fn hundred_identical_opens_give_one_remediation_core_mode() {
+    hundred_identical_opens_counted("core").await;
+}
+
+#[tokio::test]
+async fn hundred_identical_opens_give_one_remediation_jetstream_mode() {
+    hundred_identical_opens_counted("jetstream").await;
+}
+
+/// One remediation, and every OPEN counted: the duplicates the consumer answers where it reads
+/// them as received and as duplicates, none as in flight afterwards.
+async fn hundred_identical_opens_counted(mode: &'static str) {
     let fx = Fixture::new(Some(FOREIGN), None).await;
-    let mut svc = Service::spawn(&fx.env(&[]));
+    let mut svc = Service::spawn(&fx.env(&[("NATS_MODE", mode)]));
     spawn_responder(&fx.bus);
     hundred_identical_opens(&mut [&mut svc], &fx.bus).await;
     let (_, metrics) = svc.get("/metrics").await;
-    let dups: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("unleash_remediation_duplicates_total"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    assert_eq!(dups, 99.0, "{metrics}");
+    assert_eq!(
+        sample(&metrics, "unleash_remediation_duplicates_total"),
+        99.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "unleash_remediation_events_received_total{type=\"problem.open\"}"
+        ),
+        100.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "unleash_remediation_events_in_flight"),
+        0.0,
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

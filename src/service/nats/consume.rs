@@ -278,6 +278,16 @@ async fn consume(
                 let _ = msg.ack().await;
                 continue;
             }
+            // A duplicate OPEN is answered here, without a task and a permit of its own. (Core
+            // NATS keeps a task per message: its subscription buffer holds the whole burst, and
+            // decoding in the tasks, on both worker threads, drains it faster than one loop.)
+            let decoded = crate::keptn::decode_bytes(&msg.payload);
+            if let Ok(incoming) = &decoded
+                && pipeline.settled_at_once(&msg.subject, incoming)
+            {
+                let _ = msg.ack().await;
+                continue;
+            }
             let permit = tokio::select! {
                 _ = shutdown.changed() => None,
                 p = limit.clone().acquire_owned() => p.ok(),
@@ -289,7 +299,7 @@ async fn consume(
             };
             let pipeline = pipeline.clone();
             tokio::spawn(async move {
-                handle_js(msg, &pipeline, permit, ack_wait, max_deliver).await;
+                handle_js(msg, decoded, &pipeline, permit, ack_wait, max_deliver).await;
             });
         }
     }
@@ -301,6 +311,7 @@ async fn consume(
 /// meanwhile.
 async fn handle_js(
     msg: jetstream::Message,
+    decoded: Result<crate::keptn::Incoming, crate::keptn::DecodeError>,
     pipeline: &Pipeline,
     permit: OwnedSemaphorePermit,
     ack_wait: Duration,
@@ -310,7 +321,7 @@ async fn handle_js(
     let mut progress = Progress::new(ack_wait);
     let work = pipeline::keeping(
         delivered > 1,
-        pipeline.handle_payload(&msg.subject, &msg.payload),
+        pipeline.handle_decoded(&msg.subject, &msg.payload, decoded),
     );
     let (mut result, left) = progress.around(&msg, work).await;
     // The event's own permit goes back; what it left running holds a permit of its own, kept
