@@ -17,7 +17,9 @@ const USER: &str = "keptn";
 const FLAG: &str = "EnableStaticContent";
 const ON_PATH: &str =
     "/api/admin/projects/default/features/EnableStaticContent/environments/production/on";
-const READ_PATH: &str = "/api/admin/projects/default/features/EnableStaticContent";
+/// The flag's one environment (what Unleash 4+ answers with fewer queries than the whole flag).
+const READ_PATH: &str =
+    "/api/admin/projects/default/features/EnableStaticContent/environments/production";
 
 fn config(base: &str) -> UnleashConfig {
     let mut c = UnleashConfig::new(base, Secret::new(TOKEN));
@@ -45,12 +47,12 @@ fn assert_no_secret(err: &UnleashError) {
 }
 
 fn read_back(enabled: bool) -> ResponseTemplate {
+    // What Unleash 7.5.1 and 8.2.0 answer.
     ResponseTemplate::new(200).set_body_json(json!({
         "name": FLAG,
-        "environments": [
-            {"name": "development", "enabled": !enabled},
-            {"name": "production", "enabled": enabled}
-        ]
+        "environment": "production",
+        "enabled": enabled,
+        "strategies": []
     }))
 }
 
@@ -729,7 +731,7 @@ async fn the_flags_of_one_action_are_switched_side_by_side_and_reported_in_order
         .await;
     Mock::given(method("GET"))
         .and(wiremock::matchers::path_regex(
-            r"^/api/admin/projects/default/features/Flag[0-9]$",
+            r"^/api/admin/projects/default/features/Flag[0-9]/environments/production$",
         ))
         .respond_with(read_back(true))
         .mount(&server)

@@ -49,6 +49,7 @@ on_v7_and_v8!(
     auto_detects_the_v4_api_and_accepts_a_base_without_api,
     unknown_flag_is_reported_plainly,
     unknown_environment_is_reported_plainly,
+    a_read_of_an_unknown_environment_or_flag_says_which,
     flag_in_another_project_is_explained_with_unleash_words,
     wrong_token_is_401_in_plain_words,
     client_token_is_403_in_plain_words,
@@ -143,6 +144,34 @@ async fn unknown_environment_is_reported_plainly(version: UnleashVersion) {
     assert!(text.contains("UNLEASH_ENVIRONMENT"), "{text}");
     // Nothing was switched anywhere.
     assert!(!s.client_flag_enabled(&flag, "development").await.unwrap());
+}
+
+/// The read (before a switch, in a dry run, and the read-back) asks for the flag's one
+/// environment; Unleash's 404s for it name an unknown environment and an unknown flag in other
+/// words than the switch's.
+async fn a_read_of_an_unknown_environment_or_flag_says_which(version: UnleashVersion) {
+    let s = server(version);
+    let c = client(s.admin_config());
+    let flag = unique("ReadCheck");
+    c.create_flag(&flag).await.unwrap();
+    assert!(!c.flag_enabled(&flag, "production").await.unwrap());
+    let err = c.flag_enabled(&flag, "staging").await.unwrap_err();
+    assert!(
+        matches!(err, UnleashError::NoSuchEnvironment { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("Unleash has no environment \"staging\" in project \"default\" (404)"),
+        "{err}"
+    );
+    let missing = unique("NeverCreated");
+    let err = c.flag_enabled(&missing, "production").await.unwrap_err();
+    assert!(matches!(err, UnleashError::NoSuchFlag { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!("Unleash has no flag \"{missing}\" in project \"default\" (404)")
+    );
 }
 
 async fn flag_in_another_project_is_explained_with_unleash_words(version: UnleashVersion) {

@@ -68,11 +68,13 @@ async fn a_close_during_a_retried_toggle_leaves_the_flag_off_and_finishes_once()
         .await;
     Mock::given(method("GET"))
         .and(path_regex(
-            r"^/api/admin/projects/default/features/EnableStaticContent$",
+            r"^/api/admin/projects/default/features/EnableStaticContent/environments/production$",
         ))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "name": "EnableStaticContent",
-            "environments": [{"name": "production", "enabled": false}]
+            "environment": "production",
+            "enabled": false,
+            "strategies": []
         })))
         .mount(&unleash)
         .await;

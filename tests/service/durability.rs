@@ -32,11 +32,13 @@ async fn slow_unleash(delay: Duration) -> MockServer {
         .await;
     Mock::given(method("GET"))
         .and(path_regex(
-            r"^/api/admin/projects/default/features/EnableStaticContent$",
+            r"^/api/admin/projects/default/features/EnableStaticContent/environments/production$",
         ))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "name": "EnableStaticContent",
-            "environments": [{"name": "production", "enabled": true}]
+            "environment": "production",
+            "enabled": true,
+            "strategies": []
         })))
         .mount(&unleash)
         .await;

@@ -17,10 +17,14 @@ async fn hung_unleash(delay: Duration) -> MockServer {
         .mount(&unleash)
         .await;
     Mock::given(method("GET"))
-        .and(path_regex(r"^/api/admin/projects/default/features/[^/]+$"))
+        .and(path_regex(
+            r"^/api/admin/projects/default/features/[^/]+/environments/[^/]+$",
+        ))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "name": "EnableItemCache",
-            "environments": [{"name": "staging", "enabled": false}]
+            "environment": "staging",
+            "enabled": false,
+            "strategies": []
         })))
         .mount(&unleash)
         .await;

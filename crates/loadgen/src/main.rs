@@ -321,8 +321,8 @@ async fn round_trip(
 // ---------------------------------------------------------------------------------------------
 // Instant Unleash stand-in
 
-/// A minimal HTTP/1.1 server with keep-alive: 200 to every request; the feature GET answers
-/// `{"environments":[{"name":"production","enabled":true}]}`. Counts requests.
+/// A minimal HTTP/1.1 server with keep-alive: 200 to every request; the read of the flag's
+/// environment answers it on. Counts requests.
 async fn instant_responder() -> Result<(String, Arc<AtomicU64>)> {
     let (url, count, _) = responder(None).await?;
     Ok((url, count))
@@ -388,7 +388,7 @@ async fn responder(upstream: Option<String>) -> Result<(String, Arc<AtomicU64>, 
                     let (status, answer) = match &upstream {
                         None if head.starts_with("GET ") => (
                             200,
-                            br#"{"name":"flag","environments":[{"name":"production","enabled":true}]}"#.to_vec(),
+                            br#"{"name":"flag","environment":"production","enabled":true,"strategies":[]}"#.to_vec(),
                         ),
                         None => (200, b"{}".to_vec()),
                         Some(base) => {
@@ -478,7 +478,8 @@ async fn unleash_floor(
         .timeout(Duration::from_secs(5))
         .build()?;
     let post = format!("{base}/admin/projects/default/features/{flag}/environments/{STAGE}/on");
-    let get = format!("{base}/admin/projects/default/features/{flag}");
+    // The read-back the service sends: the flag's one environment.
+    let get = format!("{base}/admin/projects/default/features/{flag}/environments/{STAGE}");
     let mut out = Vec::with_capacity(n);
     let mut statuses = Vec::new();
     for i in 0..n + WARM_UP {
@@ -704,15 +705,15 @@ async fn unleash_timed(
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()?;
-    let feature = format!("{base}/admin/projects/default/features/{flag}");
-    let switch = format!("{feature}/environments/{STAGE}/on");
+    let environment = format!("{base}/admin/projects/default/features/{flag}/environments/{STAGE}");
+    let switch = format!("{environment}/on");
     let mut out = Vec::with_capacity(n);
     let mut status = 0;
     for i in 0..n + WARM_UP {
         let request = if post {
             http.post(&switch).json(&json!({}))
         } else {
-            http.get(&feature)
+            http.get(&environment)
         };
         let t0 = Instant::now();
         let r = request.header("Authorization", token).send().await?;
