@@ -635,6 +635,19 @@ pub struct FlagPolicyArgs {
     /// Flags one action may name; an action with more is refused whole, before any request.
     #[arg(long, env = "MAX_FLAGS_PER_ACTION", default_value_t = crate::roles::action::DEFAULT_MAX_FLAGS)]
     pub max_flags_per_action: usize,
+    /// Read each flag just before switching it, for the report (`from` in action.finished,
+    /// `off → on` in the feedback). `false` reports the state before as unknown and switches
+    /// one Unleash request sooner.
+    #[arg(
+        long,
+        env = "READ_BEFORE_SWITCH",
+        default_value = "true",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub read_before_switch: bool,
 }
 
 impl FlagPolicyArgs {
@@ -648,6 +661,7 @@ impl FlagPolicyArgs {
                 .collect::<Vec<_>>()
         });
         FlagPolicy::new(allowed, self.max_flags_per_action, dry_run)
+            .map(|p| p.with_read_before(self.read_before_switch))
     }
 }
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -866,6 +880,21 @@ mod tests {
             other => env(other),
         };
         assert!(secrets_from_files(serve, &args, &set).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_read_before_a_switch_is_on_unless_turned_off() {
+        let policy = |args: &[&str]| {
+            let cli = Cli::parse_args(args.iter().copied()).unwrap();
+            let Command::Serve(args) = cli.command else {
+                panic!("expected serve")
+            };
+            args.flag_policy.read_before_switch
+        };
+        assert!(policy(&["x"]));
+        assert!(policy(&["x", "--read-before-switch"]));
+        assert!(!policy(&["x", "--read-before-switch", "false"]));
+        assert!(!policy(&["x", "--read-before-switch=no"]));
     }
 
     #[test]

@@ -79,7 +79,9 @@ fn booleans_take_yes_no_one_zero_in_any_case() {
     for ok in ["1", "0", "yes", "NO", "True", "false", "on", "OFF"] {
         accepted(&[("ACCEPT_REMEDIATION_SEQUENCES", ok)]);
         accepted(&[("HTTP_ALLOW_ANONYMOUS", ok)]);
+        accepted(&[("READ_BEFORE_SWITCH", ok)]);
     }
+    refused(&[("READ_BEFORE_SWITCH", "later")], "invalid value 'later'");
     refused(
         &[("ACCEPT_REMEDIATION_SEQUENCES", "maybe")],
         "invalid value 'maybe'",

@@ -715,6 +715,86 @@ async fn the_state_before_the_switch_is_read_once_and_reported() {
     server.verify().await;
 }
 
+#[tokio::test]
+async fn without_the_read_before_the_switch_only_the_read_back_is_sent() {
+    use unleash_remediation_service::roles::action::{FlagChange, FlagPolicy, apply_with};
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(READ_PATH))
+        .respond_with(read_back(true))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(ON_PATH))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let policy = FlagPolicy::default().with_read_before(false);
+    let report = apply_with(
+        &client(config(&server.uri())),
+        "production",
+        &[FlagChange {
+            flag: FLAG.parse().unwrap(),
+            on: true,
+        }],
+        &policy,
+    )
+    .await;
+    assert!(report.succeeded(), "{}", report.message());
+    assert_eq!(report.outcomes[0].was_on, None);
+    assert_eq!(
+        report.flags_json().0,
+        [json!({"flag": FLAG, "from": null, "to": "on", "result": "confirmed", "reason": null})]
+    );
+    // The switch came first: the one GET is the read-back after it.
+    let requests = server.received_requests().await.unwrap();
+    let order: Vec<&str> = requests.iter().map(|r| r.method.as_str()).collect();
+    assert_eq!(order, ["POST", "GET"]);
+    server.verify().await;
+}
+
+/// A dry run reads the flag whatever `READ_BEFORE_SWITCH` says: the read is all it does.
+#[tokio::test]
+async fn a_dry_run_reads_even_without_the_read_before_the_switch() {
+    use unleash_remediation_service::roles::action::{
+        FlagChange, FlagPolicy, FlagResult, apply_with,
+    };
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(READ_PATH))
+        .respond_with(read_back(false))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let policy = FlagPolicy::default()
+        .with_read_before(false)
+        .with_dry_run(true);
+    let report = apply_with(
+        &client(config(&server.uri())),
+        "production",
+        &[FlagChange {
+            flag: FLAG.parse().unwrap(),
+            on: true,
+        }],
+        &policy,
+    )
+    .await;
+    assert!(
+        matches!(
+            report.outcomes[0].result,
+            FlagResult::WouldSwitch {
+                currently_on: false
+            }
+        ),
+        "{:?}",
+        report.outcomes[0]
+    );
+    assert_eq!(count(&server, "POST", ON_PATH).await, 0);
+    server.verify().await;
+}
+
 /// The flags of one action are independent: after the first, they are switched side by side,
 /// and the report keeps the action's order. Each switch takes 800 ms here; one after another,
 /// five would take 4 s.

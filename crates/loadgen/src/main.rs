@@ -12,7 +12,8 @@
 //! Scenarios (see BENCHMARKS.md):
 //! - `e2e`: problem.open → remediation.finished, one problem at a time, each with its own
 //!   ProblemID (so each one toggles the flag in Unleash), plus the floor in the same run: a
-//!   NATS request/reply round trip and the same Unleash POST + confirming GET with plain reqwest.
+//!   NATS request/reply round trip and the same Unleash POST + confirming GET with plain reqwest;
+//!   then the time to flag switched, and both again with `READ_BEFORE_SWITCH=false`.
 //! - `overhead`: the same with an instant local HTTP responder instead of Unleash.
 //! - `storm`: 100,000 problem.open over 1,000 problems, core and JetStream mode, instant responder.
 //! - `get-action`: get-action.triggered → get-action.finished (ROLES=get-action).
@@ -152,6 +153,11 @@ fn service_bin() -> PathBuf {
 }
 
 fn spawn_service(o: &ServiceOpts) -> Result<ServiceProcess> {
+    spawn_service_with(o, &[])
+}
+
+/// [`spawn_service`] with more settings.
+fn spawn_service_with(o: &ServiceOpts, more: &[(&str, &str)]) -> Result<ServiceProcess> {
     let bin = service_bin();
     if !bin.is_file() {
         bail!(
@@ -159,7 +165,7 @@ fn spawn_service(o: &ServiceOpts) -> Result<ServiceProcess> {
             bin.display()
         );
     }
-    let env: [(&str, std::ffi::OsString); 9] = [
+    let mut env: Vec<(&str, std::ffi::OsString)> = vec![
         ("NATS_URL", o.nats_url.into()),
         ("NATS_MODE", o.mode.into()),
         ("ROLES", o.roles.into()),
@@ -178,6 +184,7 @@ fn spawn_service(o: &ServiceOpts) -> Result<ServiceProcess> {
         ),
         ("SHUTDOWN_GRACE", "2s".into()),
     ];
+    env.extend(more.iter().map(|(k, v)| (*k, (*v).into())));
     ServiceProcess::spawn(bin, env)
 }
 
@@ -568,6 +575,9 @@ async fn sequential_remediations_switched(
     Ok((out, to_switch, not_pass))
 }
 
+/// The setting that leaves out the read before each switch.
+const NO_READ_BEFORE: (&str, &str) = ("READ_BEFORE_SWITCH", "false");
+
 async fn scenario_e2e(report: &mut Report, n: usize, mode: &str) -> Result<()> {
     eprintln!("e2e: starting Unleash 7.5.1 (and PostgreSQL) through the test kit…");
     let t = Instant::now();
@@ -646,6 +656,43 @@ async fn scenario_e2e(report: &mut Report, n: usize, mode: &str) -> Result<()> {
     );
     drop(svc);
 
+    // The same with READ_BEFORE_SWITCH=false: the service's requests are then the floor's.
+    let opts = ServiceOpts {
+        nats_url: &nats_server.url(),
+        unleash_url: &unleash.base_url(),
+        unleash_token: unleash.admin_token(),
+        unleash_api: "auto",
+        mode,
+        roles: "remediator,get-action,action",
+        resource_dir: dir.path(),
+    };
+    let mut svc = spawn_service_with(&opts, &[NO_READ_BEFORE])?;
+    wait_ready(&mut svc).await?;
+    let (e2e_no_read, not_pass) =
+        sequential_remediations(&nats_server.url(), n, "e2e-no-read").await?;
+    report.latencies(
+        &sc,
+        "READ_BEFORE_SWITCH=false: problem.open → remediation.finished",
+        &e2e_no_read,
+        &format!("{not_pass} not pass"),
+    );
+    let ratio_no_read =
+        Stats::of(&e2e_no_read).p50.as_secs_f64() / Stats::of(&floor).p50.as_secs_f64();
+    report.add(
+        &sc,
+        "READ_BEFORE_SWITCH=false: ratio e2e p50 / floor p50",
+        format!("{ratio_no_read:.2}×"),
+        format!(
+            "target ≤ 1.15× — {}",
+            if ratio_no_read <= 1.15 {
+                "met"
+            } else {
+                "NOT met"
+            }
+        ),
+    );
+    drop(svc);
+
     // Time to flag switched: the same service behind a forwarding responder that notes when
     // Unleash answered each POST; its floor is a NATS hop plus one POST through the same
     // responder.
@@ -681,6 +728,38 @@ async fn scenario_e2e(report: &mut Report, n: usize, mode: &str) -> Result<()> {
     report.add(
         &sc,
         "ratio time to flag switched p50 / floor p50",
+        format!("{ratio:.2}×"),
+        format!(
+            "target ≤ 1.1× — {}",
+            if ratio <= 1.1 { "met" } else { "NOT met" }
+        ),
+    );
+    drop(svc);
+    let opts = ServiceOpts {
+        nats_url: &nats_server.url(),
+        unleash_url: &proxy,
+        unleash_token: unleash.admin_token(),
+        unleash_api: "v4",
+        mode,
+        roles: "remediator,get-action,action",
+        resource_dir: dir.path(),
+    };
+    let mut svc = spawn_service_with(&opts, &[NO_READ_BEFORE])?;
+    wait_ready(&mut svc).await?;
+    let (_, to_switch, _) =
+        sequential_remediations_switched(&nats_server.url(), n, "sw-no-read", Some(&switched))
+            .await?;
+    report.latencies(
+        &sc,
+        "READ_BEFORE_SWITCH=false: problem.open → Unleash answered the toggle",
+        &to_switch,
+        "",
+    );
+    let ratio =
+        Stats::of(&to_switch).p50.as_secs_f64() / Stats::of(&switch_floor).p50.as_secs_f64();
+    report.add(
+        &sc,
+        "READ_BEFORE_SWITCH=false: ratio time to flag switched p50 / floor p50",
         format!("{ratio:.2}×"),
         format!(
             "target ≤ 1.1× — {}",

@@ -216,6 +216,8 @@ pub struct FlagPolicy {
     allowed: Option<Vec<String>>,
     max_flags: usize,
     dry_run: bool,
+    /// Whether each flag is read just before its switch, for the report (`READ_BEFORE_SWITCH`).
+    read_before: bool,
 }
 
 impl Default for FlagPolicy {
@@ -224,6 +226,7 @@ impl Default for FlagPolicy {
             allowed: None,
             max_flags: DEFAULT_MAX_FLAGS,
             dry_run: false,
+            read_before: true,
         }
     }
 }
@@ -260,7 +263,16 @@ impl FlagPolicy {
             allowed,
             max_flags,
             dry_run,
+            read_before: true,
         })
+    }
+
+    /// The same policy, reading each flag before its switch or not (`READ_BEFORE_SWITCH`).
+    /// Without the read, the state before is reported unknown and the switch is one Unleash
+    /// request sooner. A dry run reads either way: the read is all it does.
+    pub fn with_read_before(mut self, read_before: bool) -> Self {
+        self.read_before = read_before;
+        self
     }
 
     pub fn max_flags(&self) -> usize {
@@ -515,13 +527,15 @@ async fn switch_one(
         None => {
             // Read once for the report only: a failed read leaves the state unknown and
             // does not stop the switch.
-            was_on = match client.flag_enabled(&change.flag, environment).await {
-                Ok(on) => Some(on),
-                Err(e) => {
-                    tracing::debug!(flag = %change.flag, environment, error = %e, "reading a flag's state before the switch failed");
-                    None
-                }
-            };
+            if policy.read_before {
+                was_on = match client.flag_enabled(&change.flag, environment).await {
+                    Ok(on) => Some(on),
+                    Err(e) => {
+                        tracing::debug!(flag = %change.flag, environment, error = %e, "reading a flag's state before the switch failed");
+                        None
+                    }
+                };
+            }
             match client.set_flag(&change.flag, environment, change.on).await {
                 Ok(()) => FlagResult::Confirmed,
                 Err(e) => {
