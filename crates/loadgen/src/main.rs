@@ -13,7 +13,8 @@
 //! - `e2e`: problem.open → remediation.finished, one problem at a time, each with its own
 //!   ProblemID (so each one toggles the flag in Unleash), plus the floor in the same run: a
 //!   NATS request/reply round trip and the same Unleash POST + confirming GET with plain reqwest;
-//!   then the time to flag switched, and both again with `READ_BEFORE_SWITCH=false`.
+//!   then the time to flag switched, and both again with `READ_BEFORE_SWITCH=false`. The
+//!   service's samples and the floors' are taken in interleaved rounds, as Unleash's speed drifts.
 //! - `overhead`: the same with an instant local HTTP responder instead of Unleash.
 //! - `storm`: 100,000 problem.open over 1,000 problems, core and JetStream mode, instant responder.
 //! - `get-action`: get-action.triggered → get-action.finished (ROLES=get-action).
@@ -608,7 +609,9 @@ async fn scenario_e2e(report: &mut Report, n: usize, mode: &str) -> Result<()> {
         t.elapsed(),
         unleash.base_url()
     );
-    let nats_server = NatsServer::start()?;
+    // Two services at once, each on a nats-server of its own (both would answer every event on
+    // one): the default and one with READ_BEFORE_SWITCH=false.
+    let (nats_a, nats_b) = (NatsServer::start()?, NatsServer::start()?);
     let flag = format!(
         "LoadFlag-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
@@ -616,28 +619,56 @@ async fn scenario_e2e(report: &mut Report, n: usize, mode: &str) -> Result<()> {
     let client = UnleashClient::new(unleash.admin_config())?;
     client.create_flag(&flag).await?;
     let dir = resource_dir(&flag)?;
-    let mut svc = spawn_service(&ServiceOpts {
-        nats_url: &nats_server.url(),
-        unleash_url: &unleash.base_url(),
+    let (url_a, url_b) = (nats_a.url(), nats_b.url());
+    let opts = |nats_url, unleash_url, unleash_api| ServiceOpts {
+        nats_url,
+        unleash_url,
         unleash_token: unleash.admin_token(),
-        unleash_api: "auto",
+        unleash_api,
         mode,
         roles: "remediator,get-action,action",
         resource_dir: dir.path(),
-    })?;
+    };
+    let base = unleash.base_url();
+    let mut svc = spawn_service(&opts(&url_a, &base, "auto"))?;
+    let mut svc_no_read = spawn_service_with(&opts(&url_b, &base, "auto"), &[NO_READ_BEFORE])?;
     wait_ready(&mut svc).await?;
+    wait_ready(&mut svc_no_read).await?;
+
+    // Unleash's own speed drifts over minutes, so every measure is taken in the same ROUNDS
+    // rounds, one after another within each: a ratio compares samples of the same minutes.
+    let chunk = n.div_ceil(E2E_ROUNDS).max(1);
+    let (mut e2e, mut e2e_no_read, mut nats, mut toggle, mut read) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut not_pass, mut not_pass_no_read, mut statuses) = (0, 0, vec![]);
+    for round in 0..E2E_ROUNDS {
+        let (d, np) = sequential_remediations(&url_a, chunk, &format!("e2e-{round}")).await?;
+        e2e.extend(d);
+        not_pass += np;
+        let (d, np) = sequential_remediations(&url_b, chunk, &format!("e2e-nr-{round}")).await?;
+        e2e_no_read.extend(d);
+        not_pass_no_read += np;
+        nats.extend(nats_floor(&url_a, chunk).await?);
+        let (t, s) = unleash_floor(&base, unleash.admin_token(), &flag, chunk).await?;
+        toggle.extend(t);
+        statuses = s;
+        read.extend(
+            unleash_timed(&base, unleash.admin_token(), &flag, chunk, false)
+                .await?
+                .0,
+        );
+    }
+    drop((svc, svc_no_read));
+    let floor: Vec<Duration> = nats.iter().zip(&toggle).map(|(a, b)| *a + *b).collect();
+    let with_read: Vec<Duration> = floor.iter().zip(&read).map(|(a, b)| *a + *b).collect();
 
     let sc = format!("1. end-to-end, real Unleash 7.5.1 ({mode})");
-    let (e2e, not_pass) = sequential_remediations(&nats_server.url(), n, "e2e").await?;
-    let nats = nats_floor(&nats_server.url(), n).await?;
-    let (toggle, statuses) =
-        unleash_floor(&unleash.base_url(), unleash.admin_token(), &flag, n).await?;
-    let floor: Vec<Duration> = nats.iter().zip(&toggle).map(|(a, b)| *a + *b).collect();
+    let rounds = format!("{E2E_ROUNDS} interleaved rounds");
     report.latencies(
         &sc,
         "problem.open → remediation.finished",
         &e2e,
-        &format!("{not_pass} not pass; flag {flag} on in `{STAGE}`"),
+        &format!("{not_pass} not pass; flag {flag} on in `{STAGE}`; {rounds}"),
     );
     report.latencies(&sc, "floor: NATS request/reply", &nats, "2 connections");
     report.latencies(
@@ -649,94 +680,79 @@ async fn scenario_e2e(report: &mut Report, n: usize, mode: &str) -> Result<()> {
     report.latencies(&sc, "floor: NATS + Unleash (per-sample sum)", &floor, "");
     // The service also reads the flag before switching it (for `from` in action.finished):
     // one more GET than the floor above.
-    let (read, _) =
-        unleash_timed(&unleash.base_url(), unleash.admin_token(), &flag, n, false).await?;
-    let with_read: Vec<Duration> = floor.iter().zip(&read).map(|(a, b)| *a + *b).collect();
     report.latencies(
         &sc,
         "floor + the read before the switch (GET)",
         &with_read,
         "what the service's requests cost at least",
     );
-    let ratio = Stats::of(&e2e).p50.as_secs_f64() / Stats::of(&floor).p50.as_secs_f64();
-    report.add(
+    ratio_row(
+        report,
         &sc,
         "ratio e2e p50 / floor p50",
-        format!("{ratio:.2}×"),
-        format!(
-            "target ≤ 1.15× — {}",
-            if ratio <= 1.15 { "met" } else { "NOT met" }
-        ),
+        &e2e,
+        &floor,
+        Some(1.15),
     );
-    let ratio_read = Stats::of(&e2e).p50.as_secs_f64() / Stats::of(&with_read).p50.as_secs_f64();
-    report.add(
+    ratio_row(
+        report,
         &sc,
         "ratio e2e p50 / (floor + read) p50",
-        format!("{ratio_read:.2}×"),
-        "",
+        &e2e,
+        &with_read,
+        None,
     );
-    drop(svc);
-
-    // The same with READ_BEFORE_SWITCH=false: the service's requests are then the floor's.
-    let opts = ServiceOpts {
-        nats_url: &nats_server.url(),
-        unleash_url: &unleash.base_url(),
-        unleash_token: unleash.admin_token(),
-        unleash_api: "auto",
-        mode,
-        roles: "remediator,get-action,action",
-        resource_dir: dir.path(),
-    };
-    let mut svc = spawn_service_with(&opts, &[NO_READ_BEFORE])?;
-    wait_ready(&mut svc).await?;
-    let (e2e_no_read, not_pass) =
-        sequential_remediations(&nats_server.url(), n, "e2e-no-read").await?;
     report.latencies(
         &sc,
         "READ_BEFORE_SWITCH=false: problem.open → remediation.finished",
         &e2e_no_read,
-        &format!("{not_pass} not pass"),
+        &format!("{not_pass_no_read} not pass; same rounds"),
     );
-    let ratio_no_read =
-        Stats::of(&e2e_no_read).p50.as_secs_f64() / Stats::of(&floor).p50.as_secs_f64();
-    report.add(
+    ratio_row(
+        report,
         &sc,
         "READ_BEFORE_SWITCH=false: ratio e2e p50 / floor p50",
-        format!("{ratio_no_read:.2}×"),
-        format!(
-            "target ≤ 1.15× — {}",
-            if ratio_no_read <= 1.15 {
-                "met"
-            } else {
-                "NOT met"
-            }
-        ),
+        &e2e_no_read,
+        &floor,
+        Some(1.15),
     );
-    drop(svc);
 
-    // Time to flag switched: the same service behind a forwarding responder that notes when
-    // Unleash answered each POST; its floor is a NATS hop plus one POST through the same
-    // responder.
-    let (proxy, _, switched) = responder(Some(unleash.base_url())).await?;
-    let mut svc = spawn_service(&ServiceOpts {
-        nats_url: &nats_server.url(),
-        unleash_url: &proxy,
-        unleash_token: unleash.admin_token(),
-        unleash_api: "v4",
-        mode,
-        roles: "remediator,get-action,action",
-        resource_dir: dir.path(),
-    })?;
+    // Time to flag switched: the same two services behind a forwarding responder that notes
+    // when Unleash answered each POST; its floor is a NATS hop plus one POST through the same
+    // responder. Again in interleaved rounds.
+    let (proxy, _, switched) = responder(Some(base.clone())).await?;
+    let mut svc = spawn_service(&opts(&url_a, &proxy, "v4"))?;
+    let mut svc_no_read = spawn_service_with(&opts(&url_b, &proxy, "v4"), &[NO_READ_BEFORE])?;
     wait_ready(&mut svc).await?;
-    let (_, to_switch, _) =
-        sequential_remediations_switched(&nats_server.url(), n, "sw", Some(&switched)).await?;
-    let (post, _) = unleash_timed(&proxy, unleash.admin_token(), &flag, n, true).await?;
-    let switch_floor: Vec<Duration> = nats.iter().zip(&post).map(|(a, b)| *a + *b).collect();
+    wait_ready(&mut svc_no_read).await?;
+    let (mut to_switch, mut to_switch_no_read, mut switch_floor) = (vec![], vec![], vec![]);
+    for round in 0..E2E_ROUNDS {
+        let (_, d, _) = sequential_remediations_switched(
+            &url_a,
+            chunk,
+            &format!("sw-{round}"),
+            Some(&switched),
+        )
+        .await?;
+        to_switch.extend(d);
+        let (_, d, _) = sequential_remediations_switched(
+            &url_b,
+            chunk,
+            &format!("sw-nr-{round}"),
+            Some(&switched),
+        )
+        .await?;
+        to_switch_no_read.extend(d);
+        let hops = nats_floor(&url_a, chunk).await?;
+        let (post, _) = unleash_timed(&proxy, unleash.admin_token(), &flag, chunk, true).await?;
+        switch_floor.extend(hops.iter().zip(&post).map(|(a, b)| *a + *b));
+    }
+    drop((svc, svc_no_read));
     report.latencies(
         &sc,
         "problem.open → Unleash answered the toggle (through the forwarding responder)",
         &to_switch,
-        "",
+        &rounds,
     );
     report.latencies(
         &sc,
@@ -744,52 +760,52 @@ async fn scenario_e2e(report: &mut Report, n: usize, mode: &str) -> Result<()> {
         &switch_floor,
         "",
     );
-    let ratio =
-        Stats::of(&to_switch).p50.as_secs_f64() / Stats::of(&switch_floor).p50.as_secs_f64();
-    report.add(
+    ratio_row(
+        report,
         &sc,
         "ratio time to flag switched p50 / floor p50",
-        format!("{ratio:.2}×"),
-        format!(
-            "target ≤ 1.1× — {}",
-            if ratio <= 1.1 { "met" } else { "NOT met" }
-        ),
+        &to_switch,
+        &switch_floor,
+        Some(1.1),
     );
-    drop(svc);
-    let opts = ServiceOpts {
-        nats_url: &nats_server.url(),
-        unleash_url: &proxy,
-        unleash_token: unleash.admin_token(),
-        unleash_api: "v4",
-        mode,
-        roles: "remediator,get-action,action",
-        resource_dir: dir.path(),
-    };
-    let mut svc = spawn_service_with(&opts, &[NO_READ_BEFORE])?;
-    wait_ready(&mut svc).await?;
-    let (_, to_switch, _) =
-        sequential_remediations_switched(&nats_server.url(), n, "sw-no-read", Some(&switched))
-            .await?;
     report.latencies(
         &sc,
         "READ_BEFORE_SWITCH=false: problem.open → Unleash answered the toggle",
-        &to_switch,
-        "",
+        &to_switch_no_read,
+        "same rounds",
     );
-    let ratio =
-        Stats::of(&to_switch).p50.as_secs_f64() / Stats::of(&switch_floor).p50.as_secs_f64();
-    report.add(
+    ratio_row(
+        report,
         &sc,
         "READ_BEFORE_SWITCH=false: ratio time to flag switched p50 / floor p50",
-        format!("{ratio:.2}×"),
-        format!(
-            "target ≤ 1.1× — {}",
-            if ratio <= 1.1 { "met" } else { "NOT met" }
-        ),
+        &to_switch_no_read,
+        &switch_floor,
+        Some(1.1),
     );
-    drop(svc);
     drop(unleash);
     Ok(())
+}
+
+/// Rounds of scenario 1: each measure takes n / E2E_ROUNDS samples per round.
+const E2E_ROUNDS: usize = 10;
+
+/// A report row: the p50 of `measured` over the p50 of `floor`, against `target` when given.
+fn ratio_row(
+    report: &mut Report,
+    sc: &str,
+    name: &str,
+    measured: &[Duration],
+    floor: &[Duration],
+    target: Option<f64>,
+) {
+    let ratio = Stats::of(measured).p50.as_secs_f64() / Stats::of(floor).p50.as_secs_f64();
+    let note = target.map_or_else(String::new, |t| {
+        format!(
+            "target ≤ {t}× — {}",
+            if ratio <= t { "met" } else { "NOT met" }
+        )
+    });
+    report.add(sc, name, format!("{ratio:.2}×"), note);
 }
 
 /// One Unleash request, timed n times after a warm-up: the read of a flag (`post` false: the
