@@ -6,6 +6,9 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 use testkit::free_port;
 use unleash_remediation_service::config::Secret;
+use unleash_remediation_service::roles::action::{
+    FlagChange, FlagPolicy, ToggleReport, apply_with,
+};
 use unleash_remediation_service::unleash::{
     Api, ApiMode, UnleashClient, UnleashConfig, UnleashError,
 };
@@ -86,6 +89,15 @@ async fn count(server: &MockServer, verb: &str, p: &str) -> usize {
         .iter()
         .filter(|r: &&Request| r.method.as_str() == verb && r.url.path() == p)
         .count()
+}
+
+/// `FLAG` switched on in `production` through `c`, under `policy`.
+async fn switch_on(c: UnleashConfig, policy: &FlagPolicy) -> ToggleReport {
+    let on = [FlagChange {
+        flag: FLAG.parse().unwrap(),
+        on: true,
+    }];
+    apply_with(&client(c), "production", &on, policy).await
 }
 
 #[tokio::test]
@@ -628,7 +640,7 @@ fn requests_are_counted_and_timed() {
 
 #[tokio::test]
 async fn a_failing_read_before_the_switch_still_switches_and_leaves_the_old_state_unknown() {
-    use unleash_remediation_service::roles::action::{FlagChange, FlagResult, apply};
+    use unleash_remediation_service::roles::action::FlagResult;
     let server = MockServer::start().await;
     // The first read (the one before the switch) fails; the read-back after it works.
     Mock::given(method("GET"))
@@ -653,15 +665,7 @@ async fn a_failing_read_before_the_switch_still_switches_and_leaves_the_old_stat
         .await;
     let mut c = config(&server.uri());
     c.max_retries = 0;
-    let report = apply(
-        &client(c),
-        "production",
-        &[FlagChange {
-            flag: FLAG.parse().unwrap(),
-            on: true,
-        }],
-    )
-    .await;
+    let report = switch_on(c, &FlagPolicy::default()).await;
     let o = &report.outcomes[0];
     assert!(matches!(o.result, FlagResult::Confirmed), "{o:?}");
     assert_eq!(o.was_on, None);
@@ -678,7 +682,6 @@ async fn a_failing_read_before_the_switch_still_switches_and_leaves_the_old_stat
 
 #[tokio::test]
 async fn the_state_before_the_switch_is_read_once_and_reported() {
-    use unleash_remediation_service::roles::action::{FlagChange, apply};
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path(READ_PATH))
@@ -701,15 +704,7 @@ async fn the_state_before_the_switch_is_read_once_and_reported() {
         .expect(1)
         .mount(&server)
         .await;
-    let report = apply(
-        &client(config(&server.uri())),
-        "production",
-        &[FlagChange {
-            flag: FLAG.parse().unwrap(),
-            on: true,
-        }],
-    )
-    .await;
+    let report = switch_on(config(&server.uri()), &FlagPolicy::default()).await;
     assert_eq!(report.outcomes[0].was_on, Some(false));
     assert_eq!(report.flags_json().0[0]["from"], "off");
     server.verify().await;
@@ -717,7 +712,6 @@ async fn the_state_before_the_switch_is_read_once_and_reported() {
 
 #[tokio::test]
 async fn without_the_read_before_the_switch_only_the_read_back_is_sent() {
-    use unleash_remediation_service::roles::action::{FlagChange, FlagPolicy, apply_with};
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path(READ_PATH))
@@ -732,16 +726,7 @@ async fn without_the_read_before_the_switch_only_the_read_back_is_sent() {
         .mount(&server)
         .await;
     let policy = FlagPolicy::default().with_read_before(false);
-    let report = apply_with(
-        &client(config(&server.uri())),
-        "production",
-        &[FlagChange {
-            flag: FLAG.parse().unwrap(),
-            on: true,
-        }],
-        &policy,
-    )
-    .await;
+    let report = switch_on(config(&server.uri()), &policy).await;
     assert!(report.succeeded(), "{}", report.message());
     assert_eq!(report.outcomes[0].was_on, None);
     assert_eq!(
@@ -758,9 +743,7 @@ async fn without_the_read_before_the_switch_only_the_read_back_is_sent() {
 /// A dry run reads the flag whatever `READ_BEFORE_SWITCH` says: the read is all it does.
 #[tokio::test]
 async fn a_dry_run_reads_even_without_the_read_before_the_switch() {
-    use unleash_remediation_service::roles::action::{
-        FlagChange, FlagPolicy, FlagResult, apply_with,
-    };
+    use unleash_remediation_service::roles::action::FlagResult;
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path(READ_PATH))
@@ -771,16 +754,7 @@ async fn a_dry_run_reads_even_without_the_read_before_the_switch() {
     let policy = FlagPolicy::default()
         .with_read_before(false)
         .with_dry_run(true);
-    let report = apply_with(
-        &client(config(&server.uri())),
-        "production",
-        &[FlagChange {
-            flag: FLAG.parse().unwrap(),
-            on: true,
-        }],
-        &policy,
-    )
-    .await;
+    let report = switch_on(config(&server.uri()), &policy).await;
     assert!(
         matches!(
             report.outcomes[0].result,

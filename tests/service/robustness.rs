@@ -96,14 +96,15 @@ async fn hundred_identical_opens(services: &mut [&mut Service], bus: &Bus) {
     assert_eq!(count(bus, "sh.keptn.event.remediation.finished", &ctx), 1);
 }
 
-/// The value of the first sample in `metrics` whose line starts with `prefix` (0 without one).
+/// The value of the first sample in `metrics` whose line starts with `prefix`; a missing or
+/// unreadable series fails the test (a gauge that is never written would otherwise read 0).
 fn sample(metrics: &str, prefix: &str) -> f64 {
     metrics
         .lines()
         .find(|l| l.starts_with(prefix))
         .and_then(|l| l.split_whitespace().last())
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+        .unwrap_or_else(|| panic!("no sample {prefix} in:\n{metrics}"))
 }
 
 #[tokio::test]

@@ -642,12 +642,14 @@ async fn scenario_e2e(report: &mut Report, n: usize, mode: &str) -> Result<()> {
         (vec![], vec![], vec![], vec![], vec![]);
     let (mut not_pass, mut not_pass_no_read, mut statuses) = (0, 0, vec![]);
     for round in 0..E2E_ROUNDS {
-        let (d, np) = sequential_remediations(&url_a, chunk, &format!("e2e-{round}")).await?;
-        e2e.extend(d);
-        not_pass += np;
-        let (d, np) = sequential_remediations(&url_b, chunk, &format!("e2e-nr-{round}")).await?;
-        e2e_no_read.extend(d);
-        not_pass_no_read += np;
+        for (url, out, failed, label) in [
+            (&url_a, &mut e2e, &mut not_pass, "e2e"),
+            (&url_b, &mut e2e_no_read, &mut not_pass_no_read, "e2e-nr"),
+        ] {
+            let (d, np) = sequential_remediations(url, chunk, &format!("{label}-{round}")).await?;
+            out.extend(d);
+            *failed += np;
+        }
         nats.extend(nats_floor(&url_a, chunk).await?);
         let (t, s) = unleash_floor(&base, unleash.admin_token(), &flag, chunk).await?;
         toggle.extend(t);
@@ -727,22 +729,15 @@ async fn scenario_e2e(report: &mut Report, n: usize, mode: &str) -> Result<()> {
     wait_ready(&mut svc_no_read).await?;
     let (mut to_switch, mut to_switch_no_read, mut switch_floor) = (vec![], vec![], vec![]);
     for round in 0..E2E_ROUNDS {
-        let (_, d, _) = sequential_remediations_switched(
-            &url_a,
-            chunk,
-            &format!("sw-{round}"),
-            Some(&switched),
-        )
-        .await?;
-        to_switch.extend(d);
-        let (_, d, _) = sequential_remediations_switched(
-            &url_b,
-            chunk,
-            &format!("sw-nr-{round}"),
-            Some(&switched),
-        )
-        .await?;
-        to_switch_no_read.extend(d);
+        for (url, out, label) in [
+            (&url_a, &mut to_switch, "sw"),
+            (&url_b, &mut to_switch_no_read, "sw-nr"),
+        ] {
+            let label = format!("{label}-{round}");
+            let (_, d, _) =
+                sequential_remediations_switched(url, chunk, &label, Some(&switched)).await?;
+            out.extend(d);
+        }
         let hops = nats_floor(&url_a, chunk).await?;
         let (post, _) = unleash_timed(&proxy, unleash.admin_token(), &flag, chunk, true).await?;
         switch_floor.extend(hops.iter().zip(&post).map(|(a, b)| *a + *b));
