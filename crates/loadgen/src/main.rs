@@ -653,7 +653,12 @@ async fn scenario_e2e(report: &mut Report, n: usize, mode: &str) -> Result<()> {
         nats.extend(nats_floor(&url_a, chunk).await?);
         let (t, s) = unleash_floor(&base, unleash.admin_token(), &flag, chunk).await?;
         toggle.extend(t);
-        statuses = s;
+        // Every status any round saw, not only the last round's.
+        for st in s {
+            if !statuses.contains(&st) {
+                statuses.push(st);
+            }
+        }
         read.extend(
             unleash_timed(&base, unleash.admin_token(), &flag, chunk, false)
                 .await?
