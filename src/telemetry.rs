@@ -14,8 +14,8 @@ pub const METRIC_PREFIX: &str = "unleash_remediation";
 pub const REVISION: &str = env!("URS_REVISION");
 
 /// Third-party crates speak at warn unless `RUST_LOG` says otherwise.
-const DEFAULT_FILTER: &str = "info,async_nats=warn,actix_server=warn,actix_web=warn,actix_http=warn,\
-    reqwest=warn,hyper=warn,hyper_util=warn,h2=warn,rustls=warn";
+const DEFAULT_FILTER: &str =
+    "info,async_nats=warn,reqwest=warn,hyper=warn,hyper_util=warn,h2=warn,rustls=warn";
 
 /// Installs the log subscriber once; `RUST_LOG` filters (default: `info`, other crates `warn`).
 pub fn init_logging(format: LogFormat) {

@@ -68,9 +68,9 @@ pub struct Service {
     client: async_nats::Client,
     subscribed: Arc<AtomicBool>,
     slot: Arc<OnceLock<Arc<Pipeline>>>,
-    http: actix_web::dev::Server,
+    http: http::Listener,
     http_addr: std::net::SocketAddr,
-    ops: Option<(actix_web::dev::Server, std::net::SocketAddr)>,
+    ops: Option<(http::Listener, std::net::SocketAddr)>,
 }
 
 impl Service {
@@ -186,17 +186,12 @@ impl Service {
             let _ = stop_tx.send(true);
         });
         tokio::spawn(systemd_lifecycle(subscribed.clone(), stop_rx.clone()));
-        let http_handle = http.handle();
-        let http_task = tokio::spawn(http);
-        let ops_handle = ops.map(|(server, _)| {
-            let handle = server.handle();
-            tokio::spawn(server);
-            handle
-        });
-        let stop_listeners = || async {
-            http_handle.stop(true).await;
-            if let Some(h) = &ops_handle {
-                h.stop(true).await;
+        let http = http.start()?;
+        let ops = ops.map(|(listener, _)| listener.start()).transpose()?;
+        let stop_listeners = move || async move {
+            http.stop().await;
+            if let Some(ops) = ops {
+                ops.stop().await;
             }
         };
 
@@ -278,7 +273,6 @@ impl Service {
         }
         let _ = client.flush().await;
         stop_listeners().await;
-        let _ = http_task.await;
         info!("stopped");
         Ok(())
     }

@@ -108,3 +108,129 @@ async fn http_ingest_accepts_structured_and_binary_and_rejects_bad_input() {
     assert!(metrics.contains("http_unauthorized_total"), "{metrics}");
     svc.stop().await.expect("a clean stop");
 }
+
+/// Sends `request` on a new connection and reads until the server closes it or `within` ends;
+/// what was read, or `None` when nothing came back in time.
+async fn exchange(addr: &str, request: &[u8], within: Duration) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    answer.extend_from_slice(&buf[..n]);
+                    if request.starts_with(b"GET") && answer.ends_with(b"}") {
+                        break;
+                    }
+                }
+            }
+        }
+    };
+    tokio::time::timeout(within, read).await.ok()?;
+    Some(String::from_utf8_lossy(&answer).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_answers_unknown_paths_and_methods_and_bounds_slow_and_idle_clients() {
+    let fx = Fixture::new(Some(FOREIGN), None).await;
+    let svc = fx.in_process(&[]).await;
+    let addr = svc.http.trim_start_matches("http://").to_owned();
+    let http = reqwest::Client::new();
+
+    // A known path with the wrong method: 405 naming the method it takes; an unknown path: 404.
+    for (method, path, allow) in [
+        (reqwest::Method::GET, "/events", "POST"),
+        (reqwest::Method::PUT, "/webhooks/grafana", "POST"),
+        (reqwest::Method::POST, "/health", "GET"),
+        (reqwest::Method::DELETE, "/metrics", "GET"),
+    ] {
+        let r = http
+            .request(method.clone(), format!("{}{path}", svc.http))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 405, "{method} {path}");
+        assert_eq!(r.headers()["allow"], allow, "{method} {path}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["reason"], "method_not_allowed", "{body}");
+    }
+    let r = http
+        .get(format!("{}/no/such/path", svc.http))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["reason"],
+        "not_found"
+    );
+
+    // Headers that never end: the connection is closed after the header timeout (5 s), with
+    // nothing handled.
+    let started = std::time::Instant::now();
+    let answer = exchange(
+        &addr,
+        b"POST / HTTP/1.1\r\nhost: x\r\n",
+        Duration::from_secs(15),
+    )
+    .await;
+    assert!(
+        answer.is_some(),
+        "a client that never ends its headers is not cut off"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // 1,024 connections that send nothing fill the listener; the next client is answered only
+    // once the header timeout has closed them, and the service answers again after that.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_max.min(8192);
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+    assert!(
+        limit.rlim_cur >= 4096,
+        "this test holds 2 × 1,025 sockets: raise the open-files limit (`ulimit -Hn`, now {})",
+        limit.rlim_max
+    );
+    let mut idle = Vec::new();
+    for _ in 0..1024 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let health = b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+    let started = std::time::Instant::now();
+    let waiting = tokio::spawn({
+        let addr = addr.clone();
+        async move { exchange(&addr, health, Duration::from_secs(20)).await }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a 1,025th connection was served at once"
+    );
+    let answer = waiting
+        .await
+        .unwrap()
+        .expect("answered once the idle connections are closed");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(idle);
+    assert_eq!(svc.get("/health").await.0, 200);
+    svc.stop().await.expect("a clean stop");
+}

@@ -5,18 +5,33 @@
 //! - `POST /webhooks/alertmanager`, `/webhooks/grafana`, `/webhooks/dynatrace`: monitoring
 //!   notifications, translated by [`crate::monitoring`].
 //!
-//! Every ingest path checks the token and the content type before it reads the body.
+//! Every ingest path checks the token and the content type before it reads the body. The
+//! connections themselves, and their bounds, are `listener.rs`'s.
 
 use crate::config::Secret;
 use crate::keptn::{self, DecodeError, Incoming, Kind};
 use crate::monitoring::{self, AlertOutcome, Source, Verdict};
 use crate::service::pipeline::Pipeline;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use futures::StreamExt;
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
+use hyper::header::{self, HeaderValue};
+use hyper::http::request::Parts;
+use hyper::{Method, StatusCode};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+mod listener;
+use listener::bind;
+pub use listener::{Listener, Running};
+
+type Request = hyper::Request<hyper::body::Incoming>;
+type HttpResponse = hyper::Response<Full<Bytes>>;
+
+/// A client has this long to send a body, once its headers are in.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the HTTP handlers need.
 pub struct HttpState {
@@ -38,58 +53,93 @@ pub struct HttpState {
     pub webhook_in_flight: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
-/// Binds `addr` (`what` names the setting in the error) so the caller learns the port at once.
-fn bind(addr: &str, what: &str) -> anyhow::Result<(std::net::TcpListener, std::net::SocketAddr)> {
-    let listener = std::net::TcpListener::bind(addr)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {what}{addr}: {e}"))?;
-    let local = listener.local_addr()?;
-    Ok((listener, local))
+/// What the `METRICS_ADDR` listener needs.
+pub struct OpsState {
+    pub nats: Option<async_nats::Client>,
+    pub subscribed: Arc<AtomicBool>,
+    pub metrics: PrometheusHandle,
 }
 
-/// Binds the listener (so the caller learns the port at once) and returns the server to run.
-pub fn server(
-    state: HttpState,
-    addr: &str,
-) -> anyhow::Result<(actix_web::dev::Server, std::net::SocketAddr)> {
-    let state = web::Data::new(state);
-    let (listener, local) = bind(addr, "")?;
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .route("/health", web::get().to(health))
-            .route("/ready", web::get().to(ready))
-            .route("/metrics", web::get().to(metrics))
-            .route("/", web::post().to(ingest))
-            .route("/events", web::post().to(ingest))
-            .route("/v1/event", web::post().to(keptn_api))
-            .route("/api/v1/event", web::post().to(keptn_api))
-            .route(
-                "/webhooks/alertmanager",
-                web::post().to(|s, r, p| webhook(Source::Alertmanager, s, r, p)),
-            )
-            .route(
-                "/webhooks/grafana",
-                web::post().to(|s, r, p| webhook(Source::Grafana, s, r, p)),
-            )
-            .route(
-                "/webhooks/dynatrace",
-                web::post().to(|s, r, p| webhook(Source::Dynatrace, s, r, p)),
-            )
-    })
-    .workers(1)
-    .disable_signals()
-    .shutdown_timeout(5)
-    .listen(listener)?
-    .run();
-    Ok((server, local))
+/// What a listener serves: everything, or the operations endpoints of `METRICS_ADDR`.
+enum Routes {
+    Main(HttpState),
+    Ops(OpsState),
 }
 
-async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+/// Binds the listener of `HTTP_ADDR`: health, readiness, metrics and every ingest path.
+pub fn server(state: HttpState, addr: &str) -> anyhow::Result<(Listener, std::net::SocketAddr)> {
+    bind(addr, "", Routes::Main(state))
 }
 
-async fn ready(state: web::Data<HttpState>) -> HttpResponse {
-    ready_answer(state.nats.as_ref(), &state.subscribed)
+/// Binds the operations listener of `METRICS_ADDR`: `/metrics`, `/health` and `/ready` only.
+pub fn ops_server(state: OpsState, addr: &str) -> anyhow::Result<(Listener, std::net::SocketAddr)> {
+    bind(addr, "METRICS_ADDR ", Routes::Ops(state))
+}
+
+/// The path and method of a request, to its handler; a known path asked with another method
+/// is answered 405 with the method it takes.
+async fn route(routes: &Routes, req: Request) -> HttpResponse {
+    let (parts, body) = req.into_parts();
+    let (nats, subscribed, metrics, main) = match routes {
+        Routes::Main(s) => (&s.nats, &s.subscribed, &s.metrics, Some(s)),
+        Routes::Ops(s) => (&s.nats, &s.subscribed, &s.metrics, None),
+    };
+    let get = parts.method == Method::GET;
+    let post = parts.method == Method::POST;
+    match (parts.uri.path(), main) {
+        ("/health", _) if get => health(),
+        ("/ready", _) if get => ready_answer(nats.as_ref(), subscribed),
+        ("/metrics", _) if get => metrics_answer(nats.as_ref(), subscribed, metrics),
+        ("/health" | "/ready" | "/metrics", _) => not_allowed("GET"),
+        ("/" | "/events", Some(s)) if post => ingest(s, parts, body).await,
+        ("/v1/event" | "/api/v1/event", Some(s)) if post => keptn_api(s, parts, body).await,
+        ("/webhooks/alertmanager", Some(s)) if post => {
+            webhook(Source::Alertmanager, s, parts, body).await
+        }
+        ("/webhooks/grafana", Some(s)) if post => webhook(Source::Grafana, s, parts, body).await,
+        ("/webhooks/dynatrace", Some(s)) if post => {
+            webhook(Source::Dynatrace, s, parts, body).await
+        }
+        (
+            "/"
+            | "/events"
+            | "/v1/event"
+            | "/api/v1/event"
+            | "/webhooks/alertmanager"
+            | "/webhooks/grafana"
+            | "/webhooks/dynatrace",
+            Some(_),
+        ) => not_allowed("POST"),
+        _ => error(StatusCode::NOT_FOUND, "not_found", "no such path"),
+    }
+}
+
+fn not_allowed(allow: &'static str) -> HttpResponse {
+    let mut answer = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        &format!("this path takes {allow}"),
+    );
+    answer
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    answer
+}
+
+/// A JSON answer with `status`.
+fn json_answer(status: StatusCode, value: &serde_json::Value) -> HttpResponse {
+    let body = serde_json::to_vec(value).expect("a JSON value serialises");
+    let mut answer = hyper::Response::new(Full::new(Bytes::from(body)));
+    *answer.status_mut() = status;
+    answer.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    answer
+}
+
+fn health() -> HttpResponse {
+    json_answer(StatusCode::OK, &json!({"status": "ok"}))
 }
 
 fn ready_answer(nats: Option<&async_nats::Client>, subscribed: &AtomicBool) -> HttpResponse {
@@ -102,14 +152,12 @@ fn ready_answer(nats: Option<&async_nats::Client>, subscribed: &AtomicBool) -> H
     }
     .or_else(|| (!subscribed.load(Ordering::SeqCst)).then(|| "not subscribed yet".to_owned()));
     match reason {
-        None => HttpResponse::Ok().json(json!({"status": "ready"})),
-        Some(reason) => HttpResponse::ServiceUnavailable()
-            .json(json!({"status": "not ready", "reason": reason})),
+        None => json_answer(StatusCode::OK, &json!({"status": "ready"})),
+        Some(reason) => json_answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "not ready", "reason": reason}),
+        ),
     }
-}
-
-async fn metrics(state: web::Data<HttpState>) -> HttpResponse {
-    metrics_answer(state.nats.as_ref(), &state.subscribed, &state.metrics)
 }
 
 /// The scrape; the NATS and readiness gauges are taken at this moment.
@@ -123,9 +171,12 @@ fn metrics_answer(
     let ready = connected && subscribed.load(Ordering::SeqCst);
     metrics::gauge!("nats_connected").set(f64::from(u8::from(connected)));
     metrics::gauge!("ready").set(f64::from(u8::from(ready)));
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(crate::telemetry::render(handle))
+    let mut answer = hyper::Response::new(Full::new(Bytes::from(crate::telemetry::render(handle))));
+    answer.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    answer
 }
 
 fn token_ok(expected: &Secret, given: Option<&[u8]>) -> bool {
@@ -142,12 +193,12 @@ fn token_ok(expected: &Secret, given: Option<&[u8]>) -> bool {
 
 /// The token a client sent: `x-token` (Keptn) or `Authorization: Bearer` (Alertmanager's
 /// `http_config.authorization`, Grafana, Dynatrace).
-fn given_token(req: &HttpRequest) -> Vec<&[u8]> {
+fn given_token(req: &Parts) -> Vec<&[u8]> {
     let mut given = Vec::new();
-    if let Some(v) = req.headers().get("x-token") {
+    if let Some(v) = req.headers.get("x-token") {
         given.push(v.as_bytes());
     }
-    if let Some(v) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
+    if let Some(v) = req.headers.get(header::AUTHORIZATION) {
         let v = v.as_bytes();
         if v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ") {
             given.push(v[7..].trim_ascii());
@@ -158,10 +209,10 @@ fn given_token(req: &HttpRequest) -> Vec<&[u8]> {
 
 /// JSON or CloudEvents JSON: `application/json`, `application/cloudevents+json` or any other
 /// `application/*+json`. A form or `text/plain` POST, which any web page can send, is refused.
-fn json_content_type(req: &HttpRequest) -> bool {
+fn json_content_type(req: &Parts) -> bool {
     let Some(ct) = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_TYPE)
+        .headers
+        .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
     else {
         return false;
@@ -176,18 +227,17 @@ fn json_content_type(req: &HttpRequest) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-fn error(status: actix_web::http::StatusCode, reason: &str, message: &str) -> HttpResponse {
-    HttpResponse::build(status).json(json!({"error": message, "reason": reason}))
+fn error(status: StatusCode, reason: &str, message: &str) -> HttpResponse {
+    json_answer(status, &json!({"error": message, "reason": reason}))
 }
 
 /// What every ingest path does first, in this order so that nothing is read for a client that
 /// may not send: token, content type, readiness, then the body up to the limit.
 async fn admit(
     state: &HttpState,
-    req: &HttpRequest,
-    mut payload: web::Payload,
-) -> Result<(Arc<Pipeline>, web::Bytes), HttpResponse> {
-    use actix_web::http::StatusCode;
+    req: &Parts,
+    payload: hyper::body::Incoming,
+) -> Result<(Arc<Pipeline>, Bytes), HttpResponse> {
     if let Some(expected) = &state.token
         && !given_token(req)
             .into_iter()
@@ -237,34 +287,58 @@ async fn admit(
         )
     };
     let announced = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
+        .headers
+        .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|n| n > state.body_limit as u64) {
         return Err(too_large());
     }
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
+    let body = tokio::time::timeout(BODY_TIMEOUT, read_body(payload, state.body_limit))
+        .await
+        .map_err(|_| {
             error(
-                StatusCode::BAD_REQUEST,
-                "unreadable_body",
-                &format!("the body could not be read: {e}"),
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                &format!(
+                    "the body did not arrive within {} s",
+                    BODY_TIMEOUT.as_secs()
+                ),
             )
         })?;
-        if body.len() + chunk.len() > state.body_limit {
-            return Err(too_large());
+    match body {
+        Ok(Some(body)) => Ok((pipeline, body)),
+        Ok(None) => Err(too_large()),
+        Err(e) => Err(error(
+            StatusCode::BAD_REQUEST,
+            "unreadable_body",
+            &format!("the body could not be read: {e}"),
+        )),
+    }
+}
+
+/// The whole body, or `None` as soon as it is larger than `limit` bytes.
+async fn read_body(
+    mut payload: hyper::body::Incoming,
+    limit: usize,
+) -> Result<Option<Bytes>, hyper::Error> {
+    let mut body = BytesMut::new();
+    while let Some(frame) = payload.frame().await {
+        let Ok(chunk) = frame?.into_data() else {
+            continue; // trailers
+        };
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
         }
         body.extend_from_slice(&chunk);
     }
-    Ok((pipeline, body.freeze()))
+    Ok(Some(body.freeze()))
 }
 
 /// Binary mode: `ce-specversion` is present and the body is not itself a structured CloudEvent
 /// (the HTTP binding decides by `Content-Type`).
-fn binary_mode(req: &HttpRequest) -> bool {
-    req.headers().contains_key("ce-specversion")
+fn binary_mode(req: &Parts) -> bool {
+    req.headers.contains_key("ce-specversion")
         && !header(req, "content-type")
             .unwrap_or_default()
             .to_ascii_lowercase()
@@ -272,10 +346,10 @@ fn binary_mode(req: &HttpRequest) -> bool {
 }
 
 /// Decodes one CloudEvent, structured or binary mode.
-fn decode_request(req: &HttpRequest, body: &web::Bytes) -> Result<Incoming, DecodeError> {
+fn decode_request(req: &Parts, body: &Bytes) -> Result<Incoming, DecodeError> {
     if binary_mode(req) {
         let headers = req
-            .headers()
+            .headers
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_bytes()));
         keptn::decode_binary(headers, body)
@@ -284,12 +358,8 @@ fn decode_request(req: &HttpRequest, body: &web::Bytes) -> Result<Incoming, Deco
     }
 }
 
-async fn ingest(
-    state: web::Data<HttpState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> HttpResponse {
-    let (pipeline, body) = match admit(&state, &req, payload).await {
+async fn ingest(state: &HttpState, req: Parts, payload: hyper::body::Incoming) -> HttpResponse {
+    let (pipeline, body) = match admit(state, &req, payload).await {
         Ok(x) => x,
         Err(answer) => return answer,
     };
@@ -301,24 +371,30 @@ async fn ingest(
             // Accepted now, handled in the background under the same permits as NATS events
             // (an ignored one is still counted there).
             match pipeline.admit(incoming) {
-                Ok(()) if handled => HttpResponse::Accepted().json(json!({"accepted": id})),
-                Ok(()) => HttpResponse::Ok().json(json!({
-                    "ignored": id,
-                    "reason": format!("no enabled role handles {ty} (see ROLES and ACCEPT_REMEDIATION_SEQUENCES)")
-                })),
+                Ok(()) if handled => json_answer(StatusCode::ACCEPTED, &json!({"accepted": id})),
+                Ok(()) => json_answer(
+                    StatusCode::OK,
+                    &json!({
+                        "ignored": id,
+                        "reason": format!("no enabled role handles {ty} (see ROLES and ACCEPT_REMEDIATION_SEQUENCES)")
+                    }),
+                ),
                 Err(refused) => busy(refused),
             }
         }
         Err(e) => {
             pipeline.reject(&e).await;
-            HttpResponse::BadRequest().json(json!({"error": e.message, "reason": e.reason}))
+            json_answer(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": e.message, "reason": e.reason}),
+            )
         }
     }
 }
 
 /// Whether the raw body is Dynatrace's "Send test notification" through the Keptn template,
 /// which may lack a scope and must not count as bad input.
-fn dynatrace_test_event(req: &HttpRequest, body: &[u8]) -> bool {
+fn dynatrace_test_event(req: &Parts, body: &[u8]) -> bool {
     let Ok(serde_json::Value::Object(mut obj)) = serde_json::from_slice(body) else {
         return false;
     };
@@ -335,12 +411,8 @@ fn dynatrace_test_event(req: &HttpRequest, body: &[u8]) -> bool {
 
 /// `POST /v1/event` and `POST /api/v1/event`, Keptn's API event endpoint (used by Dynatrace's
 /// Keptn integration and `keptn send event`): 200 with the event's Keptn context.
-async fn keptn_api(
-    state: web::Data<HttpState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> HttpResponse {
-    let (pipeline, body) = match admit(&state, &req, payload).await {
+async fn keptn_api(state: &HttpState, req: Parts, payload: hyper::body::Incoming) -> HttpResponse {
+    let (pipeline, body) = match admit(state, &req, payload).await {
         Ok(x) => x,
         Err(answer) => return answer,
     };
@@ -355,11 +427,14 @@ async fn keptn_api(
                 .ok()
                 .and_then(|v| v["shkeptncontext"].as_str().map(str::to_owned))
         });
-        return HttpResponse::Ok().json(json!({
-            "keptnContext": context_of(ctx.as_deref()),
-            "outcome": "ignored",
-            "reason": "Dynatrace test notification (ProblemID 999, PID 99999): nothing is remediated",
-        }));
+        return json_answer(
+            StatusCode::OK,
+            &json!({
+                "keptnContext": context_of(ctx.as_deref()),
+                "outcome": "ignored",
+                "reason": "Dynatrace test notification (ProblemID 999, PID 99999): nothing is remediated",
+            }),
+        );
     }
     match decode_request(&req, &body) {
         Ok(mut incoming) => {
@@ -367,17 +442,20 @@ async fn keptn_api(
             let ctx = context_of(incoming.meta.keptn_context.as_deref());
             incoming.meta.keptn_context = Some(ctx.clone());
             match pipeline.admit(incoming) {
-                Ok(()) => HttpResponse::Ok().json(json!({"keptnContext": ctx})),
+                Ok(()) => json_answer(StatusCode::OK, &json!({"keptnContext": ctx})),
                 Err(refused) => busy(refused),
             }
         }
         Err(e) => {
             pipeline.reject(&e).await;
-            HttpResponse::BadRequest().json(json!({
-                "code": 400,
-                "message": e.message,
-                "reason": e.reason,
-            }))
+            json_answer(
+                StatusCode::BAD_REQUEST,
+                &json!({
+                    "code": 400,
+                    "message": e.message,
+                    "reason": e.reason,
+                }),
+            )
         }
     }
 }
@@ -386,11 +464,11 @@ async fn keptn_api(
 /// expected shape (never 5xx for bad input: Alertmanager retries those forever).
 async fn webhook(
     source: Source,
-    state: web::Data<HttpState>,
-    req: HttpRequest,
-    payload: web::Payload,
+    state: &HttpState,
+    req: Parts,
+    payload: hyper::body::Incoming,
 ) -> HttpResponse {
-    let (pipeline, body) = match admit(&state, &req, payload).await {
+    let (pipeline, body) = match admit(state, &req, payload).await {
         Ok(x) => x,
         Err(answer) => return answer,
     };
@@ -406,14 +484,10 @@ async fn webhook(
             timestamp.as_deref(),
         ) {
             metrics::counter!("http_unauthorized_total").increment(1);
-            return error(
-                actix_web::http::StatusCode::UNAUTHORIZED,
-                "bad_signature",
-                why,
-            );
+            return error(StatusCode::UNAUTHORIZED, "bad_signature", why);
         }
     }
-    let query = monitoring::query_scope(req.query_string());
+    let query = monitoring::query_scope(req.uri.query().unwrap_or(""));
     let translated = match source {
         Source::Alertmanager => {
             monitoring::alertmanager::translate(&body, &query, state.max_alerts)
@@ -426,8 +500,10 @@ async fn webhook(
         Err(e) => {
             count_notification(source, "rejected");
             pipeline.reject(&e).await;
-            return HttpResponse::BadRequest()
-                .json(json!({"error": e.message, "reason": e.reason}));
+            return json_answer(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": e.message, "reason": e.reason}),
+            );
         }
     };
     let mut answers = Vec::with_capacity(outcomes.len());
@@ -462,12 +538,15 @@ async fn webhook(
         && only["outcome"] == "rejected"
     {
         count_notification(source, "rejected");
-        return HttpResponse::BadRequest().json(json!({
-            "error": only["message"],
-            "reason": only["reason"],
-            "source": source.name(),
-            "alerts": answers,
-        }));
+        return json_answer(
+            StatusCode::BAD_REQUEST,
+            &json!({
+                "error": only["message"],
+                "reason": only["reason"],
+                "source": source.name(),
+                "alerts": answers,
+            }),
+        );
     }
     // Stopping part-way: the sender retries the whole notification on a 503, and what was
     // already handed on is then a duplicate.
@@ -475,14 +554,17 @@ async fn webhook(
         return busy(crate::service::pipeline::Refused::Stopping);
     }
     count_notification(source, "accepted");
-    HttpResponse::Ok().json(json!({
-        "source": source.name(),
-        "accepted": counts.get("accepted").copied().unwrap_or(0),
-        "duplicate": counts.get("duplicate").copied().unwrap_or(0),
-        "ignored": counts.get("ignored").copied().unwrap_or(0),
-        "rejected": counts.get("rejected").copied().unwrap_or(0),
-        "alerts": answers,
-    }))
+    json_answer(
+        StatusCode::OK,
+        &json!({
+            "source": source.name(),
+            "accepted": counts.get("accepted").copied().unwrap_or(0),
+            "duplicate": counts.get("duplicate").copied().unwrap_or(0),
+            "ignored": counts.get("ignored").copied().unwrap_or(0),
+            "rejected": counts.get("rejected").copied().unwrap_or(0),
+            "alerts": answers,
+        }),
+    )
 }
 
 /// Removes a webhook event id from the in-flight set when its handling ends, however it ends.
@@ -592,49 +674,16 @@ fn busy(refused: crate::service::pipeline::Refused) -> HttpResponse {
         Refused::Busy => ("1", "busy: every permit is in use (CONCURRENCY); try again"),
         Refused::Stopping => ("5", "stopping: not taking new events"),
     };
-    HttpResponse::ServiceUnavailable()
-        .insert_header(("Retry-After", after))
-        .json(json!({"error": error}))
+    let mut answer = json_answer(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": error}));
+    answer
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static(after));
+    answer
 }
 
-fn header(req: &HttpRequest, name: &str) -> Option<String> {
-    req.headers()
+fn header(req: &Parts, name: &str) -> Option<String> {
+    req.headers
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
-}
-
-/// What the `METRICS_ADDR` listener needs.
-pub struct OpsState {
-    pub nats: Option<async_nats::Client>,
-    pub subscribed: Arc<AtomicBool>,
-    pub metrics: PrometheusHandle,
-}
-
-/// The operations listener of `METRICS_ADDR`: `/metrics`, `/health` and `/ready` only.
-pub fn ops_server(
-    state: OpsState,
-    addr: &str,
-) -> anyhow::Result<(actix_web::dev::Server, std::net::SocketAddr)> {
-    async fn ops_ready(state: web::Data<OpsState>) -> HttpResponse {
-        ready_answer(state.nats.as_ref(), &state.subscribed)
-    }
-    async fn ops_metrics(state: web::Data<OpsState>) -> HttpResponse {
-        metrics_answer(state.nats.as_ref(), &state.subscribed, &state.metrics)
-    }
-    let state = web::Data::new(state);
-    let (listener, local) = bind(addr, "METRICS_ADDR ")?;
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .route("/health", web::get().to(health))
-            .route("/ready", web::get().to(ops_ready))
-            .route("/metrics", web::get().to(ops_metrics))
-    })
-    .workers(1)
-    .disable_signals()
-    .shutdown_timeout(5)
-    .listen(listener)?
-    .run();
-    Ok((server, local))
 }
