@@ -1296,7 +1296,9 @@ async fn scenario_startup(report: &mut Report, starts: usize) -> Result<()> {
             })?;
             ready.push(wait_ready(&mut svc).await?);
             tokio::time::sleep(Duration::from_millis(1000)).await;
-            rss.push(svc.memory());
+            let (vm_rss, vm_hwm) = svc.memory();
+            let (anon, file) = svc.memory_split();
+            rss.push((vm_rss, vm_hwm, anon, file));
         }
         let sc = format!("5. start-up and idle memory ({mode}, {starts} starts)");
         let s = Stats::of(&ready);
@@ -1311,7 +1313,7 @@ async fn scenario_startup(report: &mut Report, starts: usize) -> Result<()> {
             },
         );
         rss.sort();
-        let (r, h) = rss[rss.len() / 2];
+        let (r, h, anon, file) = rss[rss.len() / 2];
         report.add(
             &sc,
             "idle VmRSS / VmHWM (median start, 1 s after ready)",
@@ -1321,6 +1323,12 @@ async fn scenario_startup(report: &mut Report, starts: usize) -> Result<()> {
             } else {
                 "target < 20 MiB: NOT met"
             },
+        );
+        report.add(
+            &sc,
+            "of which RssAnon / RssFile (same start)",
+            format!("{} / {}", mib(anon), mib(file)),
+            "RssFile: pages of the binary and its libraries",
         );
     }
     Ok(())

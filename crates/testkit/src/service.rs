@@ -181,17 +181,28 @@ impl ServiceProcess {
 
     /// (VmRSS, VmHWM) in KiB, from `/proc/<pid>/status`; zeros when unreadable.
     pub fn memory(&self) -> (u64, u64) {
+        let [rss, hwm] = self.status_kib(["VmRSS:", "VmHWM:"]);
+        (rss, hwm)
+    }
+
+    /// What VmRSS is made of, in KiB: (RssAnon, RssFile), the process's own memory and the
+    /// pages of the binary and the libraries it has mapped; zeros when unreadable.
+    pub fn memory_split(&self) -> (u64, u64) {
+        let [anon, file] = self.status_kib(["RssAnon:", "RssFile:"]);
+        (anon, file)
+    }
+
+    fn status_kib<const N: usize>(&self, names: [&str; N]) -> [u64; N] {
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        let field = |name: &str| {
+        names.map(|name| {
             status
                 .lines()
                 .find(|l| l.starts_with(name))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
+        })
     }
 }
 
