@@ -82,7 +82,7 @@ pub fn decode_bytes(payload: &[u8]) -> Result<Incoming, DecodeError> {
 
 /// Decodes a structured-mode CloudEvent already read as JSON: what [`to_cloudevent`] and then
 /// [`decode_event`] give, without building the SDK's event in between when its data is JSON.
-/// Once [`Envelope::of`] has kept only well-formed attributes and extensions, the SDK cannot
+/// Once `Envelope::of` has kept only well-formed attributes and extensions, the SDK cannot
 /// refuse such an event, and building it would copy every member of the event twice over (most
 /// of what an alert storm's duplicate costs).
 pub fn decode_value(value: Value) -> Result<Incoming, DecodeError> {

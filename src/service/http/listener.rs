@@ -52,7 +52,7 @@ impl Listener {
 }
 
 impl Running {
-    /// Stops accepting, lets the requests in progress finish (at most [`STOP_TIMEOUT`]), then
+    /// Stops accepting, lets the requests in progress finish (at most `STOP_TIMEOUT`, 5 s), then
     /// closes what is left.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
