@@ -109,10 +109,12 @@ impl Service {
         let (http, http_addr) = http::server(
             http::HttpState {
                 pipeline: slot.clone(),
-                nats: Some(client.clone()),
-                subscribed: subscribed.clone(),
+                ops: http::OpsState {
+                    nats: Some(client.clone()),
+                    subscribed: subscribed.clone(),
+                    metrics,
+                },
                 token: args.http_token.clone(),
-                metrics,
                 body_limit: args.http_body_limit,
                 grafana_secret: args.grafana_webhook_secret.clone(),
                 max_alerts: args.webhook_max_alerts,

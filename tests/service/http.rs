@@ -121,12 +121,7 @@ async fn exchange(addr: &str, request: &[u8], within: Duration) -> Option<String
         loop {
             match stream.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    answer.extend_from_slice(&buf[..n]);
-                    if request.starts_with(b"GET") && answer.ends_with(b"}") {
-                        break;
-                    }
-                }
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
             }
         }
     };

@@ -1296,9 +1296,7 @@ async fn scenario_startup(report: &mut Report, starts: usize) -> Result<()> {
             })?;
             ready.push(wait_ready(&mut svc).await?);
             tokio::time::sleep(Duration::from_millis(1000)).await;
-            let (vm_rss, vm_hwm) = svc.memory();
-            let (anon, file) = svc.memory_split();
-            rss.push((vm_rss, vm_hwm, anon, file));
+            rss.push(svc.status_kib(["VmRSS:", "VmHWM:", "RssAnon:", "RssFile:"]));
         }
         let sc = format!("5. start-up and idle memory ({mode}, {starts} starts)");
         let s = Stats::of(&ready);
@@ -1313,7 +1311,7 @@ async fn scenario_startup(report: &mut Report, starts: usize) -> Result<()> {
             },
         );
         rss.sort();
-        let (r, h, anon, file) = rss[rss.len() / 2];
+        let [r, h, anon, file] = rss[rss.len() / 2];
         report.add(
             &sc,
             "idle VmRSS / VmHWM (median start, 1 s after ready)",

@@ -185,14 +185,10 @@ impl ServiceProcess {
         (rss, hwm)
     }
 
-    /// What VmRSS is made of, in KiB: (RssAnon, RssFile), the process's own memory and the
-    /// pages of the binary and the libraries it has mapped; zeros when unreadable.
-    pub fn memory_split(&self) -> (u64, u64) {
-        let [anon, file] = self.status_kib(["RssAnon:", "RssFile:"]);
-        (anon, file)
-    }
-
-    fn status_kib<const N: usize>(&self, names: [&str; N]) -> [u64; N] {
+    /// The named fields of `/proc/<pid>/status` (`"VmRSS:"`, `"RssAnon:"`, …) in KiB, read
+    /// together; zeros when unreadable. RssAnon is the process's own memory, RssFile the pages
+    /// of the binary and the libraries it has mapped.
+    pub fn status_kib<const N: usize>(&self, names: [&str; N]) -> [u64; N] {
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         names.map(|name| {

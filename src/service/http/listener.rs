@@ -75,18 +75,16 @@ async fn serve(
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut connections = tokio::task::JoinSet::new();
     loop {
+        let slot = tokio::select! {
+            _ = stopped.changed() => break,
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+        };
         let accepted = tokio::select! {
             _ = stopped.changed() => break,
-            slot = slots.clone().acquire_owned() => match slot {
-                Ok(slot) => tokio::select! {
-                    _ = stopped.changed() => break,
-                    accepted = listener.accept() => accepted.map(|(stream, _)| (stream, slot)),
-                },
-                Err(_) => break,
-            },
+            accepted = listener.accept() => accepted,
         };
-        let (stream, slot) = match accepted {
-            Ok(x) => x,
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
             Err(e) => {
                 // Out of descriptors or a connection reset before it was accepted: wait a
                 // little rather than spin, and keep serving.

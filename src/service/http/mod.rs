@@ -37,11 +37,9 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct HttpState {
     /// Filled once NATS is connected and the roles are built; ingest answers 503 before.
     pub pipeline: Arc<std::sync::OnceLock<Arc<Pipeline>>>,
-    pub nats: Option<async_nats::Client>,
-    /// Set once the subscriptions or consumers are in place.
-    pub subscribed: Arc<AtomicBool>,
+    /// What health, readiness and the scrape read, as on the operations listener.
+    pub ops: OpsState,
     pub token: Option<Secret>,
-    pub metrics: PrometheusHandle,
     /// Largest accepted body, in bytes.
     pub body_limit: usize,
     pub grafana_secret: Option<Secret>,
@@ -53,9 +51,10 @@ pub struct HttpState {
     pub webhook_in_flight: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
-/// What the `METRICS_ADDR` listener needs.
+/// What the operations endpoints need (all of the `METRICS_ADDR` listener).
 pub struct OpsState {
     pub nats: Option<async_nats::Client>,
+    /// Set once the subscriptions or consumers are in place.
     pub subscribed: Arc<AtomicBool>,
     pub metrics: PrometheusHandle,
 }
@@ -76,41 +75,66 @@ pub fn ops_server(state: OpsState, addr: &str) -> anyhow::Result<(Listener, std:
     bind(addr, "METRICS_ADDR ", Routes::Ops(state))
 }
 
+/// What a request's path names.
+#[derive(Clone, Copy)]
+enum Endpoint {
+    Health,
+    Ready,
+    Metrics,
+    Event,
+    KeptnApi,
+    Webhook(Source),
+}
+
+impl Endpoint {
+    fn of(path: &str) -> Option<Endpoint> {
+        Some(match path {
+            "/health" => Endpoint::Health,
+            "/ready" => Endpoint::Ready,
+            "/metrics" => Endpoint::Metrics,
+            "/" | "/events" => Endpoint::Event,
+            "/v1/event" | "/api/v1/event" => Endpoint::KeptnApi,
+            "/webhooks/alertmanager" => Endpoint::Webhook(Source::Alertmanager),
+            "/webhooks/grafana" => Endpoint::Webhook(Source::Grafana),
+            "/webhooks/dynatrace" => Endpoint::Webhook(Source::Dynatrace),
+            _ => return None,
+        })
+    }
+
+    /// Ingest (POST, on `HTTP_ADDR` only) rather than operations (GET, on both listeners).
+    fn ingests(self) -> bool {
+        !matches!(self, Endpoint::Health | Endpoint::Ready | Endpoint::Metrics)
+    }
+}
+
 /// The path and method of a request, to its handler; a known path asked with another method
 /// is answered 405 with the method it takes.
 async fn route(routes: &Routes, req: Request) -> HttpResponse {
     let (parts, body) = req.into_parts();
-    let (nats, subscribed, metrics, main) = match routes {
-        Routes::Main(s) => (&s.nats, &s.subscribed, &s.metrics, Some(s)),
-        Routes::Ops(s) => (&s.nats, &s.subscribed, &s.metrics, None),
+    let (ops, main) = match routes {
+        Routes::Main(s) => (&s.ops, Some(s)),
+        Routes::Ops(o) => (o, None),
     };
-    let get = parts.method == Method::GET;
-    let post = parts.method == Method::POST;
-    match (parts.uri.path(), main) {
-        ("/health", _) if get => health(),
-        ("/ready", _) if get => ready_answer(nats.as_ref(), subscribed),
-        ("/metrics", _) if get => metrics_answer(nats.as_ref(), subscribed, metrics),
-        ("/health" | "/ready" | "/metrics", _) => not_allowed("GET"),
-        ("/" | "/events", Some(s)) if post => ingest(s, parts, body).await,
-        ("/v1/event" | "/api/v1/event", Some(s)) if post => keptn_api(s, parts, body).await,
-        ("/webhooks/alertmanager", Some(s)) if post => {
-            webhook(Source::Alertmanager, s, parts, body).await
-        }
-        ("/webhooks/grafana", Some(s)) if post => webhook(Source::Grafana, s, parts, body).await,
-        ("/webhooks/dynatrace", Some(s)) if post => {
-            webhook(Source::Dynatrace, s, parts, body).await
-        }
-        (
-            "/"
-            | "/events"
-            | "/v1/event"
-            | "/api/v1/event"
-            | "/webhooks/alertmanager"
-            | "/webhooks/grafana"
-            | "/webhooks/dynatrace",
-            Some(_),
-        ) => not_allowed("POST"),
-        _ => error(StatusCode::NOT_FOUND, "not_found", "no such path"),
+    let Some(endpoint) = Endpoint::of(parts.uri.path()).filter(|e| main.is_some() || !e.ingests())
+    else {
+        return error(StatusCode::NOT_FOUND, "not_found", "no such path");
+    };
+    let (method, name) = if endpoint.ingests() {
+        (Method::POST, "POST")
+    } else {
+        (Method::GET, "GET")
+    };
+    if parts.method != method {
+        return not_allowed(name);
+    }
+    match (endpoint, main) {
+        (Endpoint::Health, _) => health(),
+        (Endpoint::Ready, _) => ready_answer(ops),
+        (Endpoint::Metrics, _) => metrics_answer(ops),
+        (Endpoint::Event, Some(s)) => ingest(s, parts, body).await,
+        (Endpoint::KeptnApi, Some(s)) => keptn_api(s, parts, body).await,
+        (Endpoint::Webhook(source), Some(s)) => webhook(source, s, parts, body).await,
+        (_, None) => unreachable!("the operations listener's ingest paths are not found, above"),
     }
 }
 
@@ -126,31 +150,35 @@ fn not_allowed(allow: &'static str) -> HttpResponse {
     answer
 }
 
+/// An answer with `status` and a body of `content_type`.
+fn answer(status: StatusCode, content_type: &'static str, body: Bytes) -> HttpResponse {
+    let mut answer = hyper::Response::new(Full::new(body));
+    *answer.status_mut() = status;
+    answer
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    answer
+}
+
 /// A JSON answer with `status`.
 fn json_answer(status: StatusCode, value: &serde_json::Value) -> HttpResponse {
     let body = serde_json::to_vec(value).expect("a JSON value serialises");
-    let mut answer = hyper::Response::new(Full::new(Bytes::from(body)));
-    *answer.status_mut() = status;
-    answer.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    answer
+    answer(status, "application/json", Bytes::from(body))
 }
 
 fn health() -> HttpResponse {
     json_answer(StatusCode::OK, &json!({"status": "ok"}))
 }
 
-fn ready_answer(nats: Option<&async_nats::Client>, subscribed: &AtomicBool) -> HttpResponse {
-    let reason = match nats {
+fn ready_answer(ops: &OpsState) -> HttpResponse {
+    let reason = match &ops.nats {
         None => Some("not connected to NATS".to_owned()),
         Some(client) => match client.connection_state() {
             async_nats::connection::State::Connected => None,
             other => Some(format!("NATS connection is {other}")),
         },
     }
-    .or_else(|| (!subscribed.load(Ordering::SeqCst)).then(|| "not subscribed yet".to_owned()));
+    .or_else(|| (!ops.subscribed.load(Ordering::SeqCst)).then(|| "not subscribed yet".to_owned()));
     match reason {
         None => json_answer(StatusCode::OK, &json!({"status": "ready"})),
         Some(reason) => json_answer(
@@ -161,22 +189,19 @@ fn ready_answer(nats: Option<&async_nats::Client>, subscribed: &AtomicBool) -> H
 }
 
 /// The scrape; the NATS and readiness gauges are taken at this moment.
-fn metrics_answer(
-    nats: Option<&async_nats::Client>,
-    subscribed: &AtomicBool,
-    handle: &PrometheusHandle,
-) -> HttpResponse {
-    let connected =
-        nats.is_some_and(|c| c.connection_state() == async_nats::connection::State::Connected);
-    let ready = connected && subscribed.load(Ordering::SeqCst);
+fn metrics_answer(ops: &OpsState) -> HttpResponse {
+    let connected = ops
+        .nats
+        .as_ref()
+        .is_some_and(|c| c.connection_state() == async_nats::connection::State::Connected);
+    let ready = connected && ops.subscribed.load(Ordering::SeqCst);
     metrics::gauge!("nats_connected").set(f64::from(u8::from(connected)));
     metrics::gauge!("ready").set(f64::from(u8::from(ready)));
-    let mut answer = hyper::Response::new(Full::new(Bytes::from(crate::telemetry::render(handle))));
-    answer.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
-    );
-    answer
+    answer(
+        StatusCode::OK,
+        "text/plain; version=0.0.4",
+        Bytes::from(crate::telemetry::render(&ops.metrics)),
+    )
 }
 
 fn token_ok(expected: &Secret, given: Option<&[u8]>) -> bool {
