@@ -186,7 +186,11 @@ fn spawn_service_with(o: &ServiceOpts, more: &[(&str, &str)]) -> Result<ServiceP
         ("SHUTDOWN_GRACE", "2s".into()),
     ];
     env.extend(more.iter().map(|(k, v)| (*k, (*v).into())));
-    ServiceProcess::spawn(bin, env)
+    // Stopped with SIGTERM, as a service manager would: a profiler it runs under
+    // (`scripts/hot-code`) writes its record when the process exits.
+    let mut svc = ServiceProcess::spawn(bin, env)?;
+    svc.terminate_on_drop();
+    Ok(svc)
 }
 
 /// Polls `/ready` every 2 ms (20 s at most); the time since spawn when it answered 200.
@@ -1296,7 +1300,8 @@ async fn scenario_startup(report: &mut Report, starts: usize) -> Result<()> {
             })?;
             ready.push(wait_ready(&mut svc).await?);
             tokio::time::sleep(Duration::from_millis(1000)).await;
-            rss.push(svc.status_kib(["VmRSS:", "VmHWM:", "RssAnon:", "RssFile:"]));
+            let [r, h, anon, file] = svc.status_kib(["VmRSS:", "VmHWM:", "RssAnon:", "RssFile:"]);
+            rss.push([r, h, anon, file, code_resident_kib(svc.pid())]);
         }
         let sc = format!("5. start-up and idle memory ({mode}, {starts} starts)");
         let s = Stats::of(&ready);
@@ -1311,7 +1316,7 @@ async fn scenario_startup(report: &mut Report, starts: usize) -> Result<()> {
             },
         );
         rss.sort();
-        let [r, h, anon, file] = rss[rss.len() / 2];
+        let [r, h, anon, file, code] = rss[rss.len() / 2];
         report.add(
             &sc,
             "idle VmRSS / VmHWM (median start, 1 s after ready)",
@@ -1328,8 +1333,42 @@ async fn scenario_startup(report: &mut Report, starts: usize) -> Result<()> {
             format!("{} / {}", mib(anon), mib(file)),
             "RssFile: pages of the binary and its libraries",
         );
+        report.add(
+            &sc,
+            "of which the binary's own code (same start)",
+            mib(code),
+            "resident pages of its executable mapping (/proc/<pid>/smaps)",
+        );
     }
     Ok(())
+}
+
+/// Resident KiB of the service binary's own code: the `Rss` of its executable mappings in
+/// `/proc/<pid>/smaps` (0 when unreadable).
+fn code_resident_kib(pid: u32) -> u64 {
+    let bin = std::fs::canonicalize(service_bin()).unwrap_or_default();
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut ours = false;
+    let mut kib = 0;
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        match fields.next() {
+            Some("Rss:") if ours => {
+                kib += fields
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+            // A mapping's first line: address range, permissions, offset, device, inode, path.
+            Some(range) if range.contains('-') && !range.ends_with(':') => {
+                let perms = fields.next().unwrap_or_default();
+                let path = fields.nth(3).unwrap_or_default();
+                ours = perms.contains('x') && std::path::Path::new(path) == bin;
+            }
+            _ => {}
+        }
+    }
+    kib
 }
 
 // ---------------------------------------------------------------------------------------------
