@@ -1301,7 +1301,7 @@ async fn scenario_startup(report: &mut Report, starts: usize) -> Result<()> {
             ready.push(wait_ready(&mut svc).await?);
             tokio::time::sleep(Duration::from_millis(1000)).await;
             let [r, h, anon, file] = svc.status_kib(["VmRSS:", "VmHWM:", "RssAnon:", "RssFile:"]);
-            rss.push([r, h, anon, file, code_resident_kib(svc.pid())]);
+            rss.push([r, h, anon, file, svc.code_resident_kib()]);
         }
         let sc = format!("5. start-up and idle memory ({mode}, {starts} starts)");
         let s = Stats::of(&ready);
@@ -1341,34 +1341,6 @@ async fn scenario_startup(report: &mut Report, starts: usize) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Resident KiB of the service binary's own code: the `Rss` of its executable mappings in
-/// `/proc/<pid>/smaps` (0 when unreadable).
-fn code_resident_kib(pid: u32) -> u64 {
-    let bin = std::fs::canonicalize(service_bin()).unwrap_or_default();
-    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
-    let mut ours = false;
-    let mut kib = 0;
-    for line in smaps.lines() {
-        let mut fields = line.split_whitespace();
-        match fields.next() {
-            Some("Rss:") if ours => {
-                kib += fields
-                    .next()
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0);
-            }
-            // A mapping's first line: address range, permissions, offset, device, inode, path.
-            Some(range) if range.contains('-') && !range.ends_with(':') => {
-                let perms = fields.next().unwrap_or_default();
-                let path = fields.nth(3).unwrap_or_default();
-                ours = perms.contains('x') && std::path::Path::new(path) == bin;
-            }
-            _ => {}
-        }
-    }
-    kib
 }
 
 // ---------------------------------------------------------------------------------------------

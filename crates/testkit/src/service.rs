@@ -200,6 +200,34 @@ impl ServiceProcess {
                 .unwrap_or(0)
         })
     }
+
+    /// KiB of the process's own program code resident: the `Rss` of the executable mappings of
+    /// its binary (`/proc/<pid>/exe`) in `/proc/<pid>/smaps`; 0 when unreadable.
+    pub fn code_resident_kib(&self) -> u64 {
+        let pid = self.pid();
+        let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else {
+            return 0;
+        };
+        let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+        let mut ours = false;
+        let mut kib = 0;
+        for line in smaps.lines() {
+            let mut fields = line.split_whitespace();
+            match fields.next() {
+                Some("Rss:") if ours => {
+                    kib += fields.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+                }
+                // A mapping's first line: address range, permissions, offset, device, inode, path.
+                Some(range) if !range.ends_with(':') => {
+                    let perms = fields.next().unwrap_or_default();
+                    let path = fields.nth(3).unwrap_or_default();
+                    ours = perms.contains('x') && std::path::Path::new(path) == exe;
+                }
+                _ => {}
+            }
+        }
+        kib
+    }
 }
 
 impl Drop for ServiceProcess {
