@@ -8,6 +8,7 @@ pub mod binary;
 pub mod decode;
 pub mod model;
 pub mod outgoing;
+pub mod quick;
 pub mod types;
 
 pub use binary::decode_binary;

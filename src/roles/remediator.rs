@@ -184,6 +184,21 @@ impl Remediator {
         true
     }
 
+    /// [`Self::duplicate_open`] for an OPEN known only by its identity, read from its payload
+    /// without decoding the rest ([`crate::keptn::quick`]).
+    pub fn duplicate_identity(&self, open: &crate::keptn::quick::OpenIdentity) -> bool {
+        let key = problem_key(&open.scope, &open.identity);
+        if !self.store.claimed_by_other(&key, &open.id) {
+            return false;
+        }
+        metrics::counter!("duplicates_total").increment(1);
+        debug!(
+            event_id = %open.id, problem = %open.identity, scope = %open.scope,
+            "problem already being or already remediated; duplicate OPEN ignored"
+        );
+        true
+    }
+
     pub async fn on_problem(
         self: &Arc<Self>,
         meta: &Meta,

@@ -383,6 +383,26 @@ impl Pipeline {
         incoming.meta.ty == subject && self.duplicate(incoming)
     }
 
+    /// [`Self::settled_at_once`] asked of a message's payload before it is decoded: whether it
+    /// is an OPEN of a problem another event is known here to have claimed, read from the few
+    /// members that name it ([`crate::keptn::quick`]). `false` leaves the message to the full
+    /// decode, which also answers the events this reading does not.
+    pub fn settled_quickly(&self, subject: &str, payload: &[u8]) -> bool {
+        let Some(r) = &self.remediator else {
+            return false;
+        };
+        let Some(open) = crate::keptn::quick::open_identity(payload) else {
+            return false;
+        };
+        if open.ty != subject || !r.duplicate_identity(&open) {
+            return false;
+        }
+        let label = crate::telemetry::type_label(&open.ty);
+        metrics::counter!("events_received_total", "type" => label).increment(1);
+        crate::telemetry::InFlight::count();
+        true
+    }
+
     /// Whether `incoming` is an OPEN that the claim cache knows to be a duplicate; counts it
     /// (received, duplicate, in flight for no time) when it is.
     fn duplicate(&self, incoming: &Incoming) -> bool {

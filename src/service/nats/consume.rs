@@ -138,6 +138,11 @@ pub(super) async fn run_core(
                                 handled_elsewhere(&msg.subject);
                                 continue;
                             }
+                            // A duplicate OPEN ends here, read from the few members that name
+                            // it: most of an alert storm, without a task or a permit.
+                            if pipeline.settled_quickly(&msg.subject, &msg.payload) {
+                                continue;
+                            }
                             let permit = tokio::select! {
                                 _ = shutdown.changed() => break,
                                 p = limit.clone().acquire_owned() => match p {
@@ -278,9 +283,12 @@ async fn consume(
                 let _ = msg.ack().await;
                 continue;
             }
-            // A duplicate OPEN is answered here, without a task and a permit of its own. (Core
-            // NATS keeps a task per message: its subscription buffer holds the whole burst, and
-            // decoding in the tasks, on both worker threads, drains it faster than one loop.)
+            // A duplicate OPEN is answered here, without a task and a permit of its own: known
+            // from the few members that name it, else once the event is decoded.
+            if pipeline.settled_quickly(&msg.subject, &msg.payload) {
+                let _ = msg.ack().await;
+                continue;
+            }
             let decoded = crate::keptn::decode_bytes(&msg.payload);
             if let Ok(incoming) = &decoded
                 && pipeline.settled_at_once(&msg.subject, incoming)
