@@ -25,6 +25,13 @@ fn benches(c: &mut Criterion) {
         b.iter(|| decode_bytes(black_box(&problem)).expect("decodes"))
     });
 
+    // What a duplicate OPEN costs before the claim cache is asked (keptn::quick).
+    c.bench_function("identity of problem.open (tutorial vector)", |b| {
+        b.iter(|| {
+            unleash_remediation_service::keptn::quick::open_identity(black_box(&problem))
+                .expect("an OPEN")
+        })
+    });
     let incoming = decode_bytes(&problem).expect("decodes");
     let scope = incoming.scope().expect("the vector has a scope").clone();
     let factory = EventFactory::new("unleash-remediation-service");
