@@ -60,8 +60,10 @@ fn main() {
 /// Linux maps a program's code in blocks of up to 64 KiB around each page it runs, so about
 /// 3.7 MB of functions spread over 11 MB of code make most of the code resident; side by side
 /// they make 2.6 MiB resident (BENCHMARKS.md). The names are those of a release build with
-/// this compiler and these dependencies: a name the binary does not have (another version, the
-/// `profiling` build, whose names differ) is passed over, so a stale list only saves less.
+/// this compiler, these dependencies and this code: a name the binary does not have (another
+/// version, the `profiling` build, whose names differ) is passed over, so a stale list saves
+/// less, and soon much less: each missing function that runs costs a block of resident code
+/// elsewhere. `scripts/hot-code --check` says whether the list is current.
 /// The list is passed when the linker takes it (rustc links with LLD on x86_64 Linux by
 /// default), which a probe linked with the same flags shows; `URS_NO_CODE_ORDER=1` turns it
 /// off.

@@ -1,6 +1,11 @@
 """Names the functions a release service ran, from callgrind's records of it.
 
 Usage: hot_functions.py LINK_MAP BINARY CALLGRIND_FILE...
+       hot_functions.py --check LINK_MAP LIST
+
+`--check` says how many of the names in LIST (link/hot-functions.txt) the link of LINK_MAP
+does not have, and fails when there is one: the list no longer matches the code, and each such
+function that runs costs the idle service a block of resident code elsewhere.
 
 LINK_MAP is LLD's map of the binary's link (`-Wl,-Map`): which function (input section
 `.text.<symbol>`) is at which address. Each CALLGRIND_FILE was written with
@@ -48,7 +53,26 @@ def functions(link_map):
     return out
 
 
+def check(link_map, listed):
+    """Exit status 1 when a name of the list `listed` is not a function of the link."""
+    have = {name for _, _, name in functions(link_map)}
+    with open(listed) as f:
+        names = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+    missing = [name for name in names if name not in have]
+    if missing:
+        print(
+            f"{listed}: {len(missing)} of its {len(names)} functions are not in this build "
+            f"(the code or the compiler changed; first: {missing[0]}); "
+            "run scripts/hot-code, then build again",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+    print(f"{listed}: all {len(names)} functions are in this build", file=sys.stderr)
+
+
 def main():
+    if sys.argv[1] == "--check":
+        return check(sys.argv[2], sys.argv[3])
     link_map, binary, records = sys.argv[1], sys.argv[2], sys.argv[3:]
     table = functions(link_map)
     if not table:
