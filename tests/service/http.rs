@@ -229,3 +229,45 @@ async fn http_answers_unknown_paths_and_methods_and_bounds_slow_and_idle_clients
     assert_eq!(svc.get("/health").await.0, 200);
     svc.stop().await.expect("a clean stop");
 }
+
+/// A body that stops arriving is answered with 408 after the body timeout (30 s), and the
+/// service answers other clients meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stops_arriving_is_answered_408_after_the_body_timeout() {
+    let fx = Fixture::new(Some(FOREIGN), None).await;
+    let svc = fx.in_process(&[]).await;
+    let addr = svc.http.trim_start_matches("http://").to_owned();
+    let started = std::time::Instant::now();
+    let slow = tokio::spawn(async move {
+        exchange(
+            &addr,
+            b"POST /events HTTP/1.1\r\nhost: x\r\ncontent-type: application/cloudevents+json\r\n\
+              content-length: 100\r\n\r\n{\"specversion\":",
+            Duration::from_secs(45),
+        )
+        .await
+    });
+    // Meanwhile the service answers as usual.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let health = reqwest::get(format!("{}/health", svc.http)).await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    assert!(
+        !slow.is_finished(),
+        "the slow request was answered before its body timed out"
+    );
+
+    let answer = slow
+        .await
+        .unwrap()
+        .expect("a body that stops arriving is never answered");
+    let elapsed = started.elapsed();
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "not a 408 after {elapsed:?}: {answer}"
+    );
+    assert!(answer.contains("body_timeout"), "{answer}");
+    assert!(
+        (Duration::from_secs(29)..Duration::from_secs(40)).contains(&elapsed),
+        "answered after {elapsed:?}, not after the 30 s body timeout"
+    );
+}
