@@ -284,7 +284,7 @@ fn given(obj: &Map<String, Value>, name: &str) -> Option<String> {
 
 /// Whether the SDK reads `data` of this content type as JSON (its own test, which it does
 /// not export).
-fn is_json_content_type(ct: &str) -> bool {
+pub(super) fn is_json_content_type(ct: &str) -> bool {
     ct.starts_with("application/json") || ct.starts_with("text/json") || ct.ends_with("+json")
 }
 

@@ -9,7 +9,7 @@
 //! it answers, the full decode gives the same id, type, scope and identity (the tests compare
 //! both on every vector and on mutations of them).
 
-use super::decode::scope_from_tags;
+use super::decode::{is_json_content_type, scope_from_tags};
 use super::model::Scope;
 use super::types;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -150,7 +150,7 @@ struct Envelope<'a> {
     datacontenttype: Option<Member<'a>>,
     contenttype: Option<Member<'a>>,
     data_base64: Option<()>,
-    data: Option<Option<Data<'a>>>,
+    data: Option<Data<'a>>,
 }
 
 impl<'de> de::Deserialize<'de> for Envelope<'de> {
@@ -206,10 +206,7 @@ impl<'a> Envelope<'a> {
             (None, Some(Member::Text(ct))) => ct.as_ref(),
             (None, _) => "application/json",
         };
-        let json = content_type.starts_with("application/json")
-            || content_type.starts_with("text/json")
-            || content_type.ends_with("+json");
-        if !json || self.data_base64.is_some() {
+        if !is_json_content_type(content_type) || self.data_base64.is_some() {
             return None;
         }
         // Without an id the decode makes one up; left to it.
@@ -217,7 +214,7 @@ impl<'a> Envelope<'a> {
             Member::Text(id) if !id.is_empty() => id,
             _ => return None,
         };
-        let (scope, identity) = self.data??.problem(&ty)?;
+        let (scope, identity) = self.data?.problem(&ty)?;
         Some(OpenIdentity {
             id,
             ty,
@@ -292,15 +289,16 @@ struct Data<'a> {
     pid: AnyCase<'a>,
 }
 
-/// Reads `data`: `Some` for an object, `None` for any other value.
+/// Reads `data`. Data that is not an object fails the reading, and the event goes to the full
+/// decode, which refuses it.
 struct DataSeed;
 
 impl<'de> DeserializeSeed<'de> for DataSeed {
-    type Value = Option<Data<'de>>;
+    type Value = Data<'de>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = Option<Data<'de>>;
+            type Value = Data<'de>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("the event's data")
             }
@@ -351,35 +349,10 @@ impl<'de> DeserializeSeed<'de> for DataSeed {
                     }
                     seen.push(name);
                 }
-                Ok(Some(d))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<Skip>()?.is_some() {}
-                Ok(None)
-            }
-            fn visit_borrowed_str<E>(self, _: &'de str) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(None)
+                Ok(d)
             }
         }
-        d.deserialize_any(V)
+        d.deserialize_map(V)
     }
 }
 

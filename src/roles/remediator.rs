@@ -15,7 +15,9 @@
 
 use crate::bus::{ActionsHere, Publish};
 use crate::keptn::outgoing::{Link, Outcome};
-use crate::keptn::{ActionFinished, ActionInfo, EventFactory, Meta, ProblemEvent, ProblemState};
+use crate::keptn::{
+    ActionFinished, ActionInfo, EventFactory, Meta, ProblemEvent, ProblemState, Scope,
+};
 use crate::resources::{Plan, ResourceSource, SourceError, load_plan};
 use crate::state::{
     Actions, Cas, Claim, Closing, Finish, MAX_RECORD_BYTES, Phase, Record, Store, problem_key,
@@ -173,29 +175,23 @@ impl Remediator {
     /// without a round trip, this is what most of an alert storm costs, and the pipeline asks
     /// it before anything else is spent on the event.
     pub fn duplicate_open(&self, meta: &Meta, ev: &ProblemEvent) -> bool {
-        if ev.state != ProblemState::Open {
-            return false;
-        }
-        let key = problem_key(&ev.scope, &ev.identity());
-        if !self.store.claimed_by_other(&key, &meta.id) {
-            return false;
-        }
-        duplicate(meta, ev);
-        true
+        ev.state == ProblemState::Open && self.known_duplicate(&meta.id, &ev.scope, &ev.identity())
     }
 
     /// [`Self::duplicate_open`] for an OPEN known only by its identity, read from its payload
     /// without decoding the rest ([`crate::keptn::quick`]).
     pub fn duplicate_identity(&self, open: &crate::keptn::quick::OpenIdentity) -> bool {
-        let key = problem_key(&open.scope, &open.identity);
-        if !self.store.claimed_by_other(&key, &open.id) {
+        self.known_duplicate(&open.id, &open.scope, &open.identity)
+    }
+
+    /// Whether the OPEN `event_id` of the problem `identity` in `scope` is known here to be a
+    /// duplicate, counted as one if so.
+    fn known_duplicate(&self, event_id: &str, scope: &Scope, identity: &str) -> bool {
+        let key = problem_key(scope, identity);
+        if !self.store.claimed_by_other(&key, event_id) {
             return false;
         }
-        metrics::counter!("duplicates_total").increment(1);
-        debug!(
-            event_id = %open.id, problem = %open.identity, scope = %open.scope,
-            "problem already being or already remediated; duplicate OPEN ignored"
-        );
+        counted_duplicate(event_id, identity, scope);
         true
     }
 
@@ -1162,10 +1158,14 @@ fn succeeded(record: &Record, ev: &ActionFinished) -> String {
 
 /// Counts and logs an OPEN for a problem that is already being or already was remediated.
 fn duplicate(meta: &Meta, ev: &ProblemEvent) {
+    counted_duplicate(&meta.id, &ev.identity(), &ev.scope);
+}
+
+fn counted_duplicate(event_id: &str, problem: &str, scope: &Scope) {
     metrics::counter!("duplicates_total").increment(1);
     // Debug, not info: an alert storm repeats one problem thousands of times.
     debug!(
-        event_id = %meta.id, problem = %ev.identity(), scope = %ev.scope,
+        event_id = %event_id, problem = %problem, %scope,
         "problem already being or already remediated; duplicate OPEN ignored"
     );
 }

@@ -397,9 +397,7 @@ impl Pipeline {
         if open.ty != subject || !r.duplicate_identity(&open) {
             return false;
         }
-        let label = crate::telemetry::type_label(&open.ty);
-        metrics::counter!("events_received_total", "type" => label).increment(1);
-        crate::telemetry::InFlight::count();
+        settled(&open.ty);
         true
     }
 
@@ -412,9 +410,7 @@ impl Pipeline {
         if !(self.handles(incoming) && r.duplicate_open(&incoming.meta, p)) {
             return false;
         }
-        let label = crate::telemetry::type_label(&incoming.meta.ty);
-        metrics::counter!("events_received_total", "type" => label).increment(1);
-        crate::telemetry::InFlight::count();
+        settled(&incoming.meta.ty);
         true
     }
 
@@ -514,6 +510,13 @@ impl Pipeline {
         .instrument(span)
         .await
     }
+}
+
+/// Counts an event of type `ty` settled at once (a duplicate): received, in flight for no time.
+fn settled(ty: &str) {
+    let label = crate::telemetry::type_label(ty);
+    metrics::counter!("events_received_total", "type" => label).increment(1);
+    crate::telemetry::InFlight::count();
 }
 
 /// Whether `ty` is a Keptn log event (`sh.keptn.log.error`, …).
