@@ -1116,7 +1116,7 @@ async fn scenario_storm(
                 &sc,
                 &format!("target ≥ {target:.0} events/s ({mode})"),
                 format!("{rate:.0}/s"),
-                if rate >= target { "met" } else { "NOT met" },
+                met(rate >= target),
             );
         }
         None => {
@@ -1321,11 +1321,10 @@ async fn scenario_startup(report: &mut Report, starts: usize) -> Result<()> {
             &sc,
             "spawn → /ready 200 median / max",
             format!("{} / {}", ms(s.p50), ms(s.max)),
-            if s.p50 < Duration::from_millis(200) {
-                "target < 200 ms: met"
-            } else {
-                "target < 200 ms: NOT met"
-            },
+            format!(
+                "target < 200 ms: {}",
+                met(s.p50 < Duration::from_millis(200))
+            ),
         );
         rss.sort();
         let [r, h, anon, file, code] = rss[rss.len() / 2];
