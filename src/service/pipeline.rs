@@ -388,9 +388,13 @@ impl Pipeline {
     /// members that name it ([`crate::keptn::quick`]). `false` leaves the message to the full
     /// decode, which also answers the events this reading does not.
     pub fn settled_quickly(&self, subject: &str, payload: &[u8]) -> bool {
+        // Only an OPEN's type is its subject here: other messages are not read twice.
         let Some(r) = &self.remediator else {
             return false;
         };
+        if subject != types::PROBLEM_OPEN && subject != types::PROBLEM {
+            return false;
+        }
         let Some(open) = crate::keptn::quick::open_identity(payload) else {
             return false;
         };
