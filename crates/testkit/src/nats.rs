@@ -41,8 +41,17 @@ impl NatsServer {
             child: None,
             config,
         };
-        server.start_again()?;
-        Ok(server)
+        // The free port may be taken by another process before the server binds it (tests run
+        // side by side); then it is tried on another one.
+        for _ in 0..4 {
+            match server.start_again() {
+                Err(e) if e.downcast_ref::<PortTaken>().is_some() => {
+                    server.port = super::free_port();
+                }
+                other => return other.map(|()| server),
+            }
+        }
+        server.start_again().map(|()| server)
     }
 
     /// `nats://127.0.0.1:PORT`.
@@ -64,6 +73,13 @@ impl NatsServer {
              (or put a nats-server binary on PATH); the test suite's script does this itself",
         )?;
         let log = self.store.path().join("nats.log");
+        // The log is appended to by each start: only what this one writes counts.
+        let logged_before = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        let written = || {
+            let text = std::fs::read(&log).unwrap_or_default();
+            let from = (logged_before as usize).min(text.len());
+            String::from_utf8_lossy(&text[from..]).into_owned()
+        };
         let mut command = Command::new(binary);
         if let Some(config) = &self.config {
             command.arg("-c").arg(config);
@@ -87,13 +103,24 @@ impl NatsServer {
             .context("spawning nats-server")?;
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
+        // Listening is what this server says it does: a connection alone could reach another
+        // process that took the port.
+        let listening = format!(
+            "Listening for client connections on 127.0.0.1:{}",
+            self.port
+        );
         loop {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if written().contains(&listening)
+                && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            {
                 return Ok(());
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                let tail = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail = written();
                 self.child = None;
+                if tail.contains("address already in use") {
+                    return Err(PortTaken(self.port).into());
+                }
                 bail!("nats-server exited ({status}) before listening: {tail}");
             }
             if Instant::now() > deadline {
@@ -120,6 +147,18 @@ impl Drop for NatsServer {
         self.stop();
     }
 }
+
+/// The port a server was to listen on is held by another process.
+#[derive(Debug)]
+struct PortTaken(u16);
+
+impl std::fmt::Display for PortTaken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "port {} is taken by another process", self.0)
+    }
+}
+
+impl std::error::Error for PortTaken {}
 
 fn find_binary() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("NATS_SERVER_BIN") {
@@ -164,5 +203,31 @@ pub(crate) mod tempfile_dir {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A port another process listens on is not taken for the server's: the start says the
+    /// port is taken (and `start` tries another one), rather than answering ready.
+    #[test]
+    fn a_port_held_by_another_listener_is_reported_taken() {
+        let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = holder.local_addr().unwrap().port();
+        let mut server = NatsServer {
+            port,
+            store: tempfile_dir::TempDir::new("nats").unwrap(),
+            child: None,
+            config: None,
+        };
+        let e = server
+            .start_again()
+            .expect_err("ready on a port another process listens on");
+        assert!(e.downcast_ref::<PortTaken>().is_some(), "{e:#}");
+        drop(holder);
+        let server = NatsServer::start().unwrap();
+        assert!(std::net::TcpStream::connect(("127.0.0.1", server.port())).is_ok());
     }
 }
