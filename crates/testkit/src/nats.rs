@@ -205,29 +205,3 @@ pub(crate) mod tempfile_dir {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A port another process listens on is not taken for the server's: the start says the
-    /// port is taken (and `start` tries another one), rather than answering ready.
-    #[test]
-    fn a_port_held_by_another_listener_is_reported_taken() {
-        let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = holder.local_addr().unwrap().port();
-        let mut server = NatsServer {
-            port,
-            store: tempfile_dir::TempDir::new("nats").unwrap(),
-            child: None,
-            config: None,
-        };
-        let e = server
-            .start_again()
-            .expect_err("ready on a port another process listens on");
-        assert!(e.downcast_ref::<PortTaken>().is_some(), "{e:#}");
-        drop(holder);
-        let server = NatsServer::start().unwrap();
-        assert!(std::net::TcpStream::connect(("127.0.0.1", server.port())).is_ok());
-    }
-}
