@@ -32,7 +32,8 @@ pub async fn load_plan(
     scope: &Scope,
     git_commit: Option<&str>,
 ) -> Result<Plan, SourceError> {
-    if let Some(loaded) = source.shipyard(&scope.project, git_commit).await? {
+    let (shipyard, remediation) = source.shipyard_and_remediation(scope, git_commit).await;
+    if let Some(loaded) = shipyard? {
         match Shipyard::parse(&loaded.text, &loaded.origin) {
             Err(e) => return Ok(Plan::Invalid(e)),
             Ok(shipyard) if !shipyard.remediation_enabled(&scope.stage) => {
@@ -43,7 +44,11 @@ pub async fn load_plan(
             Ok(_) => {}
         }
     }
-    let Some(loaded) = source.remediation(scope, git_commit).await? else {
+    let remediation = match remediation {
+        Some(read) => read,
+        None => source.remediation(scope, git_commit).await,
+    };
+    let Some(loaded) = remediation? else {
         return Ok(Plan::Missing);
     };
     Ok(match parsed(&loaded) {

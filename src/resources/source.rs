@@ -91,6 +91,26 @@ impl ResourceSource {
         }
     }
 
+    /// The project's `shipyard.yaml` and, when the source holds both in one place, the
+    /// scope's `remediation.yaml` read with it: a directory reads both in one hand-off to the
+    /// blocking pool. `None` for the second: ask [`Self::remediation`] when it is needed.
+    pub async fn shipyard_and_remediation(
+        &self,
+        scope: &Scope,
+        git_commit: Option<&str>,
+    ) -> (
+        Result<Option<Loaded>, SourceError>,
+        Option<Result<Option<Loaded>, SourceError>>,
+    ) {
+        match self {
+            ResourceSource::Dir(d) => {
+                let (shipyard, remediation) = d.both(scope).await;
+                (shipyard, Some(remediation))
+            }
+            ResourceSource::KeptnApi(k) => (k.shipyard(&scope.project, git_commit).await, None),
+        }
+    }
+
     /// The project's `shipyard.yaml`.
     pub async fn shipyard(
         &self,
@@ -184,27 +204,59 @@ impl DirSource {
     async fn shipyard(&self, project: &str) -> Result<Option<Loaded>, SourceError> {
         first_existing(self.shipyard_candidates(project)?).await
     }
+
+    /// [`Self::shipyard`] and [`Self::remediation`] in one blocking task.
+    async fn both(
+        &self,
+        scope: &Scope,
+    ) -> (
+        Result<Option<Loaded>, SourceError>,
+        Result<Option<Loaded>, SourceError>,
+    ) {
+        // A name that cannot be a path fails its own file only, as when read one by one.
+        let shipyard = self.shipyard_candidates(&scope.project);
+        let remediation = self.remediation_candidates(scope);
+        let read = tokio::task::spawn_blocking(move || {
+            (
+                shipyard.and_then(read_first),
+                remediation.and_then(read_first),
+            )
+        })
+        .await;
+        read.unwrap_or_else(|e| {
+            let failed = || {
+                Err(SourceError::Io {
+                    path: "resource directory".into(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            };
+            (failed(), failed())
+        })
+    }
 }
 
 /// The first of `paths` that exists, read. The whole search runs as one blocking task: the files
 /// are small and local, and one hand-off to the blocking pool costs less than one per stat and
 /// read.
 async fn first_existing(paths: Vec<PathBuf>) -> Result<Option<Loaded>, SourceError> {
-    tokio::task::spawn_blocking(move || {
-        for path in paths {
-            if let Some(loaded) = read_file(&path)? {
-                return Ok(Some(loaded));
-            }
-        }
-        Ok(None)
-    })
-    .await
-    .unwrap_or_else(|e| {
-        Err(SourceError::Io {
-            path: "resource directory".into(),
-            source: std::io::Error::other(e),
+    tokio::task::spawn_blocking(move || read_first(paths))
+        .await
+        .unwrap_or_else(|e| {
+            Err(SourceError::Io {
+                path: "resource directory".into(),
+                source: std::io::Error::other(e),
+            })
         })
-    })
+}
+
+/// The first of `paths` that exists, read (blocking).
+fn read_first(paths: Vec<PathBuf>) -> Result<Option<Loaded>, SourceError> {
+    for path in paths {
+        if let Some(loaded) = read_file(&path)? {
+            return Ok(Some(loaded));
+        }
+    }
+    Ok(None)
 }
 
 /// Reads a resource file, at most [`MAX_FILE_BYTES`]. Only regular files (after following
