@@ -32,6 +32,29 @@ pub trait Publish: Send + Sync {
     /// it over; everyone else receives it as usual. Every implementation must forward the
     /// mark: sent unmarked, the event would be handled twice.
     fn publish_all_handled_here(&self, events: Vec<Event>) -> BoxFuture<'_, anyhow::Result<()>>;
+
+    /// Sends `events` like [`Publish::publish_all_handled_here`], but returns once they are
+    /// sent, with the transport's confirmation that it took them still to be awaited: the
+    /// caller may start work that does not depend on it (switching a flag) meanwhile, and
+    /// awaits it before anything that must follow them on the bus. A transport that does not
+    /// confirm (core NATS) or confirms while sending returns a confirmation already given.
+    fn send_all_handled_here(
+        &self,
+        events: Vec<Event>,
+    ) -> BoxFuture<'_, anyhow::Result<Confirmation>> {
+        Box::pin(async move {
+            self.publish_all_handled_here(events).await?;
+            Ok(confirmed())
+        })
+    }
+}
+
+/// The confirmation of events sent with [`Publish::send_all_handled_here`], still to come.
+pub type Confirmation = BoxFuture<'static, anyhow::Result<()>>;
+
+/// A confirmation already given.
+pub fn confirmed() -> Confirmation {
+    Box::pin(async { Ok(()) })
 }
 
 /// This process's own action role, reached without the bus (wired by the service when it runs
@@ -51,12 +74,15 @@ pub trait ActionsHere: Send + Sync {
 
 /// A reserved run of one action in this process.
 pub trait RunHere: Send {
-    /// Runs `event`, an `action.triggered` already stored on the bus (sent with
-    /// [`Publish::publish_all_handled_here`]), and its `action.finished` back into the
-    /// remediator. It runs in the background; when the transport keeps the event that led to
-    /// it until its handling ends (JetStream), that wait includes this run, and a failure hands
-    /// that event back for a redelivery.
-    fn run(self: Box<Self>, event: Event);
+    /// Runs `event`, an `action.triggered` sent on the bus (with
+    /// [`Publish::send_all_handled_here`]) and confirmed by `stored`, and its `action.finished`
+    /// back into the remediator. The action starts at once; its replies go out only once
+    /// `stored` is given, so they follow the `action.triggered` on the bus, and a `stored` that
+    /// fails fails the run. It runs in the background; when the transport keeps the event that
+    /// led to it until its handling ends (JetStream), that wait includes this run, and a
+    /// failure hands that event back for a redelivery (the action then runs again, under the
+    /// same id: switching a flag to the state it has is harmless).
+    fn run(self: Box<Self>, event: Event, stored: Confirmation);
 }
 
 /// Collects events in memory; for tests and dry runs.

@@ -287,6 +287,26 @@ impl Publish for Notifying {
         let copies = steps(&events);
         self.observed(copies, self.inner.publish_all_handled_here(events))
     }
+
+    /// The notifier sees the events once their confirmation is given.
+    fn send_all_handled_here(
+        &self,
+        events: Vec<Event>,
+    ) -> BoxFuture<'_, anyhow::Result<crate::bus::Confirmation>> {
+        let copies = steps(&events);
+        Box::pin(async move {
+            let stored = self.inner.send_all_handled_here(events).await?;
+            let notifier = self.notifier.clone();
+            let observed: crate::bus::Confirmation = Box::pin(async move {
+                stored.await?;
+                for copy in &copies {
+                    notifier.observe(copy);
+                }
+                Ok(())
+            });
+            Ok(observed)
+        })
+    }
 }
 
 /// Copies of the remediation steps among `events`.

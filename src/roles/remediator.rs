@@ -275,7 +275,8 @@ impl Remediator {
             .and_then(|h| h.reserve(&action.action));
         match here {
             Some(here) => {
-                here.run(self.action_event(&record, &action));
+                // Its action.triggered is on the bus since the first run.
+                here.run(self.action_event(&record, &action), crate::bus::confirmed());
                 Ok(())
             }
             // No room here now: the action goes over the bus, unmarked, to any provider.
@@ -736,15 +737,21 @@ impl Remediator {
         let mut events: Vec<_> = first.into_iter().chain([status]).collect();
         match here {
             Some(here) => {
+                // The action starts while the bus confirms its action.triggered; its replies
+                // wait for that confirmation (`RunHere::run`).
                 events.push(triggered.clone());
-                self.out.publish_all_handled_here(events).await?;
-                crate::failpoint::point("after-action-triggered");
+                let stored = self.out.send_all_handled_here(events).await?;
+                let stored: crate::bus::Confirmation = Box::pin(async move {
+                    stored.await?;
+                    crate::failpoint::point("after-action-triggered");
+                    Ok(())
+                });
                 if let Some((key, rev)) = written
                     && let Some(id) = &record.action_triggered_id
                 {
                     self.hold(id, key, record, rev);
                 }
-                here.run(triggered);
+                here.run(triggered, stored);
             }
             None => {
                 events.push(triggered);
@@ -1362,7 +1369,7 @@ spec:
     }
 
     impl crate::bus::RunHere for Here {
-        fn run(self: Box<Self>, event: Event) {
+        fn run(self: Box<Self>, event: Event, _stored: crate::bus::Confirmation) {
             self.handed.lock().unwrap().push(event);
         }
     }

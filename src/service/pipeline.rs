@@ -1,7 +1,7 @@
 //! Routing of incoming events to the roles. NATS and HTTP both end here, so the logic does not
 //! know where an event came from.
 
-use crate::bus::{ActionsHere, Publish, RunHere};
+use crate::bus::{ActionsHere, Confirmation, Publish, RunHere};
 use crate::keptn::outgoing::Link;
 use crate::keptn::{DecodeError, EventFactory, Incoming, Kind, types};
 use crate::roles::action::ActionRole;
@@ -147,10 +147,10 @@ impl ActionsHere for Weak<Pipeline> {
 }
 
 impl RunHere for Reserved {
-    fn run(self: Box<Self>, event: Event) {
+    fn run(self: Box<Self>, event: Event, stored: Confirmation) {
         let Reserved { pipeline, permit } = *self;
         let task = tokio::spawn(async move {
-            let outcome = pipeline.run_here(event).await;
+            let outcome = pipeline.run_here(event, stored).await;
             if let Err(e) = &outcome {
                 warn!(error = %format!("{e:#}"), "the action run in this process failed");
             }
@@ -166,20 +166,55 @@ impl RunHere for Reserved {
     }
 }
 
-/// Publishes like `inner` and keeps the `action.finished` the action role sends, marked as
-/// handled here, for this process's remediator.
+/// Publishes like `inner` once the `action.triggered` being run is confirmed (`stored`), and
+/// keeps the `action.finished` the action role sends, marked as handled here, for this
+/// process's remediator.
 struct HandBack {
     inner: Arc<dyn Publish>,
+    /// The confirmation of the `action.triggered`, awaited once by whichever comes first: a
+    /// reply or the end of the run.
+    stored: std::sync::Mutex<Option<Confirmation>>,
+    /// Its outcome, for every later reply.
+    confirmed: tokio::sync::OnceCell<Result<(), String>>,
     finished: std::sync::Mutex<Option<Event>>,
+}
+
+impl HandBack {
+    fn new(inner: Arc<dyn Publish>, stored: Confirmation) -> HandBack {
+        HandBack {
+            inner,
+            stored: std::sync::Mutex::new(Some(stored)),
+            confirmed: tokio::sync::OnceCell::new(),
+            finished: Default::default(),
+        }
+    }
+
+    /// Waits until the `action.triggered` is confirmed; an error when it could not be stored.
+    async fn stored(&self) -> anyhow::Result<()> {
+        let outcome = self
+            .confirmed
+            .get_or_init(|| async {
+                let stored = self.stored.lock().expect("hand-back lock").take();
+                match stored {
+                    Some(stored) => stored.await.map_err(|e| format!("{e:#}")),
+                    None => Ok(()),
+                }
+            })
+            .await;
+        outcome
+            .clone()
+            .map_err(|e| anyhow::anyhow!("the action.triggered run here: {e}"))
+    }
 }
 
 impl Publish for HandBack {
     fn publish(&self, event: Event) -> BoxFuture<'_, anyhow::Result<()>> {
         use cloudevents::AttributesReader;
-        if event.ty() != types::ACTION_FINISHED {
-            return self.inner.publish(event);
-        }
         Box::pin(async move {
+            self.stored().await?;
+            if event.ty() != types::ACTION_FINISHED {
+                return self.inner.publish(event).await;
+            }
             self.inner
                 .publish_all_handled_here(vec![event.clone()])
                 .await?;
@@ -189,7 +224,10 @@ impl Publish for HandBack {
     }
 
     fn publish_all_handled_here(&self, events: Vec<Event>) -> BoxFuture<'_, anyhow::Result<()>> {
-        self.inner.publish_all_handled_here(events)
+        Box::pin(async move {
+            self.stored().await?;
+            self.inner.publish_all_handled_here(events).await
+        })
     }
 }
 
@@ -421,14 +459,16 @@ impl Pipeline {
     /// Runs an `action.triggered` of this process's remediator in its action role, and hands
     /// the `action.finished` back to the remediator, without the bus in between (both are
     /// published, marked as handled here, for everyone else).
-    async fn run_here(&self, event: Event) -> anyhow::Result<()> {
+    async fn run_here(&self, event: Event, stored: Confirmation) -> anyhow::Result<()> {
         let incoming = crate::keptn::decode_event(event)
             .map_err(|e| anyhow::anyhow!("the action.triggered to run here: {}", e.message))?;
-        let back = HandBack {
-            inner: self.out.clone(),
-            finished: Default::default(),
-        };
-        self.dispatch_to(incoming, &back).await?;
+        let back = HandBack::new(self.out.clone(), stored);
+        // The notifier sees this action.triggered from the publisher that sent it, once it is
+        // confirmed, after the events sent before it; not here, where it would come first.
+        self.dispatch_to(incoming, &back, false).await?;
+        // Confirmed even when the role sent nothing: a run whose action.triggered was not
+        // stored fails, and the event that led to it is delivered again.
+        back.stored().await?;
         let finished = back.finished.lock().expect("hand-back lock").take();
         if let Some(finished) = finished {
             let incoming = crate::keptn::decode_event(finished)
@@ -440,11 +480,18 @@ impl Pipeline {
 
     /// Hands a decoded event to its role.
     pub async fn dispatch(&self, incoming: Incoming) -> anyhow::Result<()> {
-        self.dispatch_to(incoming, self.out.as_ref()).await
+        self.dispatch_to(incoming, self.out.as_ref(), true).await
     }
 
-    /// Hands a decoded event to its role, whose replies go to `out`.
-    async fn dispatch_to(&self, incoming: Incoming, out: &dyn Publish) -> anyhow::Result<()> {
+    /// Hands a decoded event to its role, whose replies go to `out`; `notify_action`: whether
+    /// the notifier is shown an `action.triggered` the action role answers (not one this
+    /// process sent itself to run here, which its publisher shows).
+    async fn dispatch_to(
+        &self,
+        incoming: Incoming,
+        out: &dyn Publish,
+        notify_action: bool,
+    ) -> anyhow::Result<()> {
         // A duplicate OPEN ends here, before its span, its log fields and its in-flight count:
         // an alert storm is mostly these.
         if self.duplicate(&incoming) {
@@ -488,6 +535,7 @@ impl Pipeline {
                 Kind::ActionTriggered(a) => match &self.action {
                     Some(role) => {
                         if let Some(n) = &self.notifier
+                            && notify_action
                             && ActionRole::handles(&a.action.action)
                         {
                             n.observe_action_triggered(meta, a);
@@ -562,5 +610,240 @@ fn mismatch(
         id,
         ty,
         keptn_context,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::Collector;
+    use crate::resources::{DirSource, ResourceSource};
+    use crate::roles::action::ActionRole;
+    use crate::state::Store;
+    use crate::unleash::{ApiMode, UnleashClient, UnleashConfig};
+    use cloudevents::AttributesReader;
+    use std::sync::Mutex;
+    use tokio::sync::oneshot;
+    use wiremock::matchers::{method, path_regex};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    const FILE: &str = r#"apiVersion: spec.keptn.sh/0.1.4
+kind: Remediation
+metadata:
+  name: unit
+spec:
+  remediations:
+    - problemType: Failure rate increase
+      actionsOnOpen:
+        - name: static
+          action: toggle-feature
+          value:
+            EnableStaticContent: "on"
+"#;
+
+    /// A transport whose confirmation of events sent together waits until the test gives it
+    /// (or fails when the test drops the sender).
+    struct Gated {
+        seen: Collector,
+        gate: Mutex<Option<oneshot::Receiver<()>>>,
+    }
+
+    impl Publish for Gated {
+        fn publish(&self, event: Event) -> BoxFuture<'_, anyhow::Result<()>> {
+            self.seen.publish(event)
+        }
+
+        fn publish_all_handled_here(
+            &self,
+            events: Vec<Event>,
+        ) -> BoxFuture<'_, anyhow::Result<()>> {
+            self.seen.publish_all(events)
+        }
+
+        fn send_all_handled_here(
+            &self,
+            events: Vec<Event>,
+        ) -> BoxFuture<'_, anyhow::Result<Confirmation>> {
+            Box::pin(async move {
+                self.seen.publish_all(events).await?;
+                let gate = self.gate.lock().unwrap().take().expect("one gated send");
+                let stored: Confirmation = Box::pin(async move {
+                    gate.await
+                        .map_err(|_| anyhow::anyhow!("the stream did not store them (test)"))
+                });
+                Ok(stored)
+            })
+        }
+    }
+
+    struct Rig {
+        pipeline: Arc<Pipeline>,
+        seen: Collector,
+        unleash: MockServer,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn rig(gate: oneshot::Receiver<()>, jetstream: bool) -> Rig {
+        let unleash = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path_regex("/on$"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&unleash)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "name": "production", "enabled": true
+            })))
+            .mount(&unleash)
+            .await;
+        let mut config = UnleashConfig::new(
+            format!("{}/api", unleash.uri()),
+            crate::secret::Secret::new("test-token"),
+        );
+        config.api = ApiMode::V4;
+        config.max_retries = 0;
+        let events = EventFactory::new("test");
+        let action = ActionRole::new(UnleashClient::new(config).unwrap(), events.clone(), None);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("remediation.yaml"), FILE).unwrap();
+        let seen = Collector::new();
+        let out: Arc<dyn Publish> = Arc::new(Gated {
+            seen: seen.clone(),
+            gate: Mutex::new(Some(gate)),
+        });
+        let remediator = Remediator::new(
+            ResourceSource::Dir(DirSource::new(dir.path())),
+            events.clone(),
+            Store::memory(Duration::from_secs(3600)),
+            Duration::from_secs(60),
+            out.clone(),
+        );
+        let pipeline = Arc::new(Pipeline {
+            events,
+            out,
+            remediator: Some(remediator),
+            get_action: None,
+            action: Some(action),
+            accept_sequences: false,
+            notifier: None,
+            permits: Permits::new(8),
+            jetstream,
+        });
+        let r = pipeline.remediator.clone().unwrap();
+        r.run_actions_here(Box::new(Arc::downgrade(&pipeline)));
+        Rig {
+            pipeline,
+            seen,
+            unleash,
+            _dir: dir,
+        }
+    }
+
+    fn open() -> Incoming {
+        let event = serde_json::json!({
+            "specversion": "1.0",
+            "id": "open-1",
+            "source": "test",
+            "type": types::PROBLEM_OPEN,
+            "shkeptncontext": "ctx-1",
+            "datacontenttype": "application/json",
+            "data": {
+                "State": "OPEN", "ProblemID": "P-1", "ProblemTitle": "Failure rate increase",
+                "project": "website", "stage": "production", "service": "front-end"
+            }
+        });
+        crate::keptn::decode_bytes(&serde_json::to_vec(&event).unwrap()).unwrap()
+    }
+
+    fn short_types(seen: &Collector) -> Vec<String> {
+        seen.events()
+            .iter()
+            .map(|e| types::short(e.ty()).to_owned())
+            .collect()
+    }
+
+    /// Waits (bounded) until the stand-in Unleash was asked to switch the flag.
+    async fn switched(unleash: &MockServer) -> bool {
+        for _ in 0..500 {
+            let requests = unleash.received_requests().await.unwrap_or_default();
+            if requests.iter().any(|r| r.method.as_str() == "POST") {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn the_flag_is_switched_while_the_bus_confirms_the_action_and_the_replies_follow_it() {
+        let (give, gate) = oneshot::channel();
+        let rig = rig(gate, false).await;
+        tokio::time::timeout(Duration::from_secs(5), rig.pipeline.dispatch(open()))
+            .await
+            .expect("the OPEN is handled without waiting for the confirmation")
+            .unwrap();
+        assert!(
+            switched(&rig.unleash).await,
+            "the flag is switched before the action.triggered is confirmed"
+        );
+        // The read-back too; the action's replies still wait for the confirmation.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            short_types(&rig.seen),
+            [
+                "remediation.triggered",
+                "remediation.status.changed",
+                "action.triggered"
+            ]
+        );
+        give.send(()).unwrap();
+        for _ in 0..500 {
+            if short_types(&rig.seen).len() == 6 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            short_types(&rig.seen),
+            [
+                "remediation.triggered",
+                "remediation.status.changed",
+                "action.triggered",
+                "action.started",
+                "action.finished",
+                "remediation.finished"
+            ]
+        );
+        let finished = serde_json::to_value(&rig.seen.events()[5]).unwrap();
+        assert_eq!(finished["data"]["result"], "pass", "{finished}");
+    }
+
+    #[tokio::test]
+    async fn a_run_whose_action_was_not_stored_fails_and_replies_nothing() {
+        let (give, gate) = oneshot::channel::<()>();
+        let rig = rig(gate, true).await;
+        let handling = keeping(false, rig.pipeline.dispatch(open()));
+        let (handled, runs) = tokio::time::timeout(Duration::from_secs(5), handling)
+            .await
+            .expect("the OPEN is handled without waiting for the confirmation");
+        handled.unwrap();
+        assert_eq!(runs.len(), 1, "the action runs here, kept with the event");
+        assert!(switched(&rig.unleash).await);
+        drop(give); // the stream refuses the events
+        let mut outcomes = Vec::new();
+        for run in runs {
+            outcomes.push(run.await.0);
+        }
+        let err = outcomes.remove(0).expect_err("the run fails");
+        assert!(format!("{err:#}").contains("did not store"), "{err:#}");
+        assert_eq!(
+            short_types(&rig.seen),
+            [
+                "remediation.triggered",
+                "remediation.status.changed",
+                "action.triggered"
+            ],
+            "no reply follows events the bus did not store"
+        );
     }
 }

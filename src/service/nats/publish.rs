@@ -1,7 +1,7 @@
 //! Publishing: outgoing events on subject = type, through JetStream when consuming from it,
 //! shortened to the server's `max_payload` rather than dropped.
 
-use crate::bus::Publish;
+use crate::bus::{Confirmation, Publish, confirmed};
 use anyhow::Context;
 use async_nats::jetstream;
 use cloudevents::AttributesReader;
@@ -76,9 +76,13 @@ impl NatsPublisher {
         Ok(pending.map(|ack| (subject, ack)))
     }
 
-    /// Sends `events` in order, the last one marked when `last_handled_here`, then waits for
-    /// the stream's confirmations together.
-    async fn send_all(&self, events: Vec<Event>, last_handled_here: bool) -> anyhow::Result<()> {
+    /// Sends `events` in order, the last one marked when `last_handled_here`; returns the
+    /// stream's confirmations, awaited together.
+    async fn send_all(
+        &self,
+        events: Vec<Event>,
+        last_handled_here: bool,
+    ) -> anyhow::Result<Confirmation> {
         let mut acks = Vec::with_capacity(events.len());
         let last = events.len().saturating_sub(1);
         for (i, event) in events.iter().enumerate() {
@@ -87,12 +91,17 @@ impl NatsPublisher {
                 None => sent(event.ty()),
             }
         }
-        for (subject, ack) in acks {
-            ack.await
-                .with_context(|| format!("JetStream did not store {subject}"))?;
-            sent(&subject);
+        if acks.is_empty() {
+            return Ok(confirmed());
         }
-        Ok(())
+        Ok(Box::pin(async move {
+            for (subject, ack) in acks {
+                ack.await
+                    .with_context(|| format!("JetStream did not store {subject}"))?;
+                sent(&subject);
+            }
+            Ok(())
+        }))
     }
 }
 
@@ -127,10 +136,17 @@ impl Publish for NatsPublisher {
     }
 
     fn publish_all(&self, events: Vec<Event>) -> BoxFuture<'_, anyhow::Result<()>> {
-        Box::pin(self.send_all(events, false))
+        Box::pin(async move { self.send_all(events, false).await?.await })
     }
 
     fn publish_all_handled_here(&self, events: Vec<Event>) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move { self.send_all(events, true).await?.await })
+    }
+
+    fn send_all_handled_here(
+        &self,
+        events: Vec<Event>,
+    ) -> BoxFuture<'_, anyhow::Result<Confirmation>> {
         Box::pin(self.send_all(events, true))
     }
 }
