@@ -51,6 +51,8 @@ pub struct Remediator {
     /// replica), that write conflicts and the record is read after all.
     held: Mutex<HashMap<String, Held>>,
     this: Weak<Remediator>,
+    /// `duplicates_total`, looked up once: an alert storm counts it for nearly every event.
+    duplicates: metrics::Counter,
     /// Shifts this process's wall clock in tests, to play a replica whose clock is off.
     #[cfg(test)]
     skew_ms: std::sync::atomic::AtomicI64,
@@ -124,6 +126,7 @@ impl Remediator {
             actions_here: Default::default(),
             held: Default::default(),
             this: this.clone(),
+            duplicates: metrics::counter!("duplicates_total"),
             #[cfg(test)]
             skew_ms: Default::default(),
         })
@@ -187,12 +190,29 @@ impl Remediator {
     /// Whether the OPEN `event_id` of the problem `identity` in `scope` is known here to be a
     /// duplicate, counted as one if so.
     fn known_duplicate(&self, event_id: &str, scope: &Scope, identity: &str) -> bool {
-        let key = problem_key(scope, identity);
-        if !self.store.claimed_by_other(&key, event_id) {
+        let key = crate::state::packed_problem_key(scope, identity);
+        if !self
+            .store
+            .claimed_by_other_packed(key, crate::state::id_hash(event_id))
+        {
             return false;
         }
-        counted_duplicate(event_id, identity, scope);
+        self.counted_duplicate(event_id, identity, scope);
         true
+    }
+
+    /// Counts and logs an OPEN for a problem that is already being or already was remediated.
+    fn duplicate(&self, meta: &Meta, ev: &ProblemEvent) {
+        self.counted_duplicate(&meta.id, &ev.identity(), &ev.scope);
+    }
+
+    fn counted_duplicate(&self, event_id: &str, problem: &str, scope: &Scope) {
+        self.duplicates.increment(1);
+        // Debug, not info: an alert storm repeats one problem thousands of times.
+        debug!(
+            event_id = %event_id, problem = %problem, %scope,
+            "problem already being or already remediated; duplicate OPEN ignored"
+        );
     }
 
     pub async fn on_problem(
@@ -205,7 +225,7 @@ impl Remediator {
         // whether this one was handled before or not: the claim would refuse it. Known without
         // a round trip, this is what most of an alert storm costs.
         if ev.state == ProblemState::Open && self.store.claimed_by_other(&key, &meta.id) {
-            duplicate(meta, ev);
+            self.duplicate(meta, ev);
             return Ok(());
         }
         // A replay (the same event id again, after it was handled) does nothing; an event that
@@ -379,7 +399,7 @@ impl Remediator {
                 }
             }
             Claim::Exists(..) | Claim::Taken => {
-                duplicate(meta, ev);
+                self.duplicate(meta, ev);
                 return Ok(());
             }
         };
@@ -1161,20 +1181,6 @@ fn detail(ev: &ActionFinished) -> String {
 /// The outcome message of a remediation whose action succeeded.
 fn succeeded(record: &Record, ev: &ActionFinished) -> String {
     format!("action {} succeeded{}", record.action_label, detail(ev))
-}
-
-/// Counts and logs an OPEN for a problem that is already being or already was remediated.
-fn duplicate(meta: &Meta, ev: &ProblemEvent) {
-    counted_duplicate(&meta.id, &ev.identity(), &ev.scope);
-}
-
-fn counted_duplicate(event_id: &str, problem: &str, scope: &Scope) {
-    metrics::counter!("duplicates_total").increment(1);
-    // Debug, not info: an alert storm repeats one problem thousands of times.
-    debug!(
-        event_id = %event_id, problem = %problem, %scope,
-        "problem already being or already remediated; duplicate OPEN ignored"
-    );
 }
 
 #[cfg(test)]

@@ -412,5 +412,6 @@ fn build_pipeline(
         notifier: None,
         permits: pipeline::Permits::new(args.concurrency),
         jetstream: false,
+        settled: pipeline::Settled::new(),
     })
 }

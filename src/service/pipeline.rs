@@ -81,6 +81,7 @@ pub struct Pipeline {
     pub(crate) permits: Permits,
     /// Whether events come through JetStream (kept until handled, redelivered after a crash).
     pub(crate) jetstream: bool,
+    pub(crate) settled: Settled,
 }
 
 tokio::task_local! {
@@ -439,7 +440,7 @@ impl Pipeline {
         if open.ty != subject || !r.duplicate_identity(&open) {
             return false;
         }
-        settled(&open.ty);
+        self.settled.count(&open.ty);
         true
     }
 
@@ -452,7 +453,7 @@ impl Pipeline {
         if !(self.handles(incoming) && r.duplicate_open(&incoming.meta, p)) {
             return false;
         }
-        settled(&incoming.meta.ty);
+        self.settled.count(&incoming.meta.ty);
         true
     }
 
@@ -565,10 +566,34 @@ impl Pipeline {
 }
 
 /// Counts an event of type `ty` settled at once (a duplicate): received, in flight for no time.
-fn settled(ty: &str) {
-    let label = crate::telemetry::type_label(ty);
-    metrics::counter!("events_received_total", "type" => label).increment(1);
-    crate::telemetry::InFlight::count();
+/// `events_received_total` of the problem types, looked up once: an alert storm counts one of
+/// them for nearly every event it settles at once.
+pub(crate) struct Settled {
+    open: metrics::Counter,
+    problem: metrics::Counter,
+}
+
+impl Settled {
+    pub(crate) fn new() -> Settled {
+        let received = |ty| metrics::counter!("events_received_total", "type" => crate::telemetry::type_label(ty));
+        Settled {
+            open: received(types::PROBLEM_OPEN),
+            problem: received(types::PROBLEM),
+        }
+    }
+
+    /// Counts an event of type `ty` received and settled at once.
+    fn count(&self, ty: &str) {
+        match ty {
+            types::PROBLEM_OPEN => self.open.increment(1),
+            types::PROBLEM => self.problem.increment(1),
+            _ => {
+                let label = crate::telemetry::type_label(ty);
+                metrics::counter!("events_received_total", "type" => label).increment(1);
+            }
+        }
+        crate::telemetry::InFlight::count();
+    }
 }
 
 /// Whether `ty` is a Keptn log event (`sh.keptn.log.error`, …).
@@ -728,6 +753,7 @@ spec:
             notifier: None,
             permits: Permits::new(8),
             jetstream,
+            settled: Settled::new(),
         });
         let r = pipeline.remediator.clone().unwrap();
         r.run_actions_here(Box::new(Arc::downgrade(&pipeline)));

@@ -78,13 +78,14 @@ impl Known {
             .map(|k| super::unpack_key(*k))
     }
 
-    /// Whether `key` is known to be claimed by an event other than `opened_by`.
-    fn claimed_by_other(&self, key: &str, opened_by: &str) -> bool {
+    /// Whether `key` is known to be claimed by an event other than `opened_by` (both packed:
+    /// [`pack_key`], [`id_hash`]).
+    fn claimed_by_other(&self, key: u128, opened_by: u128) -> bool {
         let claims = self.claims.lock().expect("state cache lock");
         claims
-            .get(&pack_key(key))
+            .get(&key)
             .filter(|(_, at)| at.elapsed() < self.ttl)
-            .is_some_and(|(owner, _)| *owner != id_hash(opened_by))
+            .is_some_and(|(owner, _)| *owner != opened_by)
     }
 
     fn claimed(&self, key: &str, opened_by: &str) {
@@ -179,12 +180,15 @@ impl KvStore {
         })
     }
 
-    pub(super) fn claimed_by_other(&self, key: &str, opened_by: &str) -> bool {
+    pub(super) fn claimed_by_other(&self, key: u128, opened_by: u128) -> bool {
         self.known.claimed_by_other(key, opened_by)
     }
 
     pub(super) async fn claim(&self, key: &str, record: &Record) -> anyhow::Result<Claim> {
-        if self.known.claimed_by_other(key, &record.opened_by) {
+        if self
+            .known
+            .claimed_by_other(pack_key(key), id_hash(&record.opened_by))
+        {
             return Ok(Claim::Taken);
         }
         // Without an event id the answer is never "handled before".
@@ -239,7 +243,10 @@ impl KvStore {
         record: &Record,
     ) -> anyhow::Result<Option<Claim>> {
         let event_id = record.opened_by.as_str();
-        if self.known.claimed_by_other(key, event_id) {
+        if self
+            .known
+            .claimed_by_other(pack_key(key), id_hash(event_id))
+        {
             return Ok(Some(Claim::Taken));
         }
         if self.known.seen(event_id) {

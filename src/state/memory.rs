@@ -186,12 +186,13 @@ impl MemoryStore {
         self.inner.lock().expect("state lock")
     }
 
-    pub(super) fn claimed_by_other(&self, key: &str, opened_by: &str) -> bool {
+    /// `key` and `opened_by` packed ([`pack_key`], [`id_hash`]).
+    pub(super) fn claimed_by_other(&self, key: u128, opened_by: u128) -> bool {
         let now = self.now();
         self.lock()
             .entries
-            .get(&pack_key(key))
-            .is_some_and(|e| self.live(e, now) && e.opened_by != id_hash(opened_by))
+            .get(&key)
+            .is_some_and(|e| self.live(e, now) && e.opened_by != opened_by)
     }
 
     pub(super) fn claim(&self, key: &str, record: &Record) -> anyhow::Result<Claim> {

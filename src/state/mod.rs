@@ -97,6 +97,11 @@ pub struct Record {
 
 /// Key of a problem: project, stage, service and its identity (ProblemID, PID or title).
 pub fn problem_key(scope: &Scope, identity: &str) -> String {
+    unpack_key(packed_problem_key(scope, identity))
+}
+
+/// [`problem_key`] packed (as [`pack_key`] packs it), without the text in between.
+pub(crate) fn packed_problem_key(scope: &Scope, identity: &str) -> u128 {
     let mut h = Sha256::new();
     for part in [&scope.project, &scope.stage, &scope.service, identity] {
         h.update(part.as_bytes());
@@ -105,7 +110,7 @@ pub fn problem_key(scope: &Scope, identity: &str) -> String {
     let digest = h.finalize();
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
-    unpack_key(u128::from_be_bytes(bytes))
+    u128::from_be_bytes(bytes)
 }
 
 /// The most a record may take in the bucket (a NATS message carries at most 1 MiB by default;
@@ -335,6 +340,12 @@ impl Store {
     /// `opened_by`: what [`Store::claim`] would answer with [`Claim::Taken`]. `false` means
     /// only "not known here"; the claim decides.
     pub fn claimed_by_other(&self, key: &str, opened_by: &str) -> bool {
+        self.claimed_by_other_packed(pack_key(key), id_hash(opened_by))
+    }
+
+    /// [`Self::claimed_by_other`] for a key and an event id already packed
+    /// ([`packed_problem_key`], [`id_hash`]): what a duplicate in an alert storm costs.
+    pub(crate) fn claimed_by_other_packed(&self, key: u128, opened_by: u128) -> bool {
         match self {
             Store::Memory(m) => m.claimed_by_other(key, opened_by),
             Store::Kv(s) => s.claimed_by_other(key, opened_by),
