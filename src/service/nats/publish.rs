@@ -44,9 +44,17 @@ impl NatsPublisher {
         let subject = event.ty().to_owned();
         let max = self.client.server_info().max_payload;
         let payload = bytes::Bytes::from(encode_within(event, max)?);
-        let headers = handled_here.then(|| {
+        // Through JetStream every event carries its id as `Nats-Msg-Id`: an event sent again
+        // under the same id (its remediation resumed after a crash, or a publish retried) is
+        // stored once within the stream's duplicate window.
+        let headers = (handled_here || self.js.is_some()).then(|| {
             let mut headers = async_nats::HeaderMap::new();
-            headers.insert(HANDLED_BY, self.group.as_str());
+            if handled_here {
+                headers.insert(HANDLED_BY, self.group.as_str());
+            }
+            if self.js.is_some() {
+                headers.insert(async_nats::header::NATS_MESSAGE_ID, event.id());
+            }
             headers
         });
         let pending = match (&self.js, headers) {
@@ -335,6 +343,46 @@ mod tests {
             encode_within(&small, 1024 * 1024).unwrap(),
             serde_json::to_vec(&small).unwrap()
         );
+    }
+
+    /// A remediation resumed after a crash sends its events again under the ids fixed before
+    /// the crash; the stream keeps one copy of each, and still every event of another id.
+    #[tokio::test]
+    async fn jetstream_keeps_one_copy_of_an_event_sent_again_under_its_id() {
+        use cloudevents::AttributesWriter;
+        let nats =
+            testkit::nats::NatsServer::start().expect("nats-server (scripts/test installs it)");
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let js = jetstream::new(client.clone());
+        let mut stream = js
+            .create_stream(jetstream::stream::Config {
+                name: "dedup".into(),
+                subjects: vec!["sh.keptn.>".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let publisher = NatsPublisher::new(client, Some(js), "group");
+        let f = EventFactory::new("unleash-remediation-service");
+        let scope = Scope {
+            project: "website".into(),
+            stage: "production".into(),
+            service: "front-end".into(),
+        };
+        let link = Link {
+            keptn_context: "ctx".into(),
+            ..Default::default()
+        };
+        let finished = f.action_finished(&link, &scope, &Default::default(), Outcome::Pass, "ok");
+        let mut other = finished.clone();
+        other.set_id("another-id");
+        publisher.publish(finished.clone()).await.unwrap();
+        publisher
+            .publish_all_handled_here(vec![finished.clone(), other.clone()])
+            .await
+            .unwrap();
+        publisher.publish_all(vec![other, finished]).await.unwrap();
+        assert_eq!(stream.info().await.unwrap().state.messages, 2);
     }
 
     #[test]
