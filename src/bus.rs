@@ -66,6 +66,10 @@ pub trait ActionsHere: Send + Sync {
     /// bus instead).
     fn reserve(&self, action: &str) -> Option<Box<dyn RunHere>>;
 
+    /// `action` (about `scope`) is about to be claimed and may then run here: what it will
+    /// read can be read meanwhile. Nothing by default.
+    fn read_ahead(&self, _action: &crate::keptn::ActionInfo, _scope: &crate::keptn::Scope) {}
+
     /// Whether the event being handled was delivered before without being acknowledged (the
     /// process handling it stopped, or its handling failed): an action it had handed to this
     /// role may not have ended.

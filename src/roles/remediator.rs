@@ -358,6 +358,10 @@ impl Remediator {
         let first = fresh.action(0);
         if let Some(action) = &first {
             self.waiting_for(&mut fresh, 0, action);
+            // The flags it will switch are read while the claim is written.
+            if let Some(here) = self.actions_here.get() {
+                here.read_ahead(action, &fresh.scope);
+            }
         }
         let Some(claim) = self.store.claim_open(key, &fresh).await? else {
             return Ok(true);

@@ -142,6 +142,20 @@ impl ActionsHere for Weak<Pipeline> {
         Some(Box::new(Reserved { pipeline, permit }))
     }
 
+    fn read_ahead(&self, action: &crate::keptn::ActionInfo, scope: &crate::keptn::Scope) {
+        let Some(pipeline) = self.upgrade() else {
+            return;
+        };
+        // Only when `reserve` could then take a permit for it.
+        let Some(role) = &pipeline.action else {
+            return;
+        };
+        if (pipeline.jetstream && !kept()) || pipeline.permits.toggles.available_permits() == 0 {
+            return;
+        }
+        role.read_ahead(action, scope);
+    }
+
     fn redelivered(&self) -> bool {
         KEPT.try_with(|kept| kept.redelivered).unwrap_or(false)
     }
@@ -671,6 +685,10 @@ spec:
     struct Gated {
         seen: Collector,
         gate: Mutex<Option<oneshot::Receiver<()>>>,
+        /// The stand-in Unleash, and whether it had been asked for the flag when the events
+        /// that announce the action were sent (waited for, bounded).
+        unleash: Arc<MockServer>,
+        read_when_sent: Mutex<Option<bool>>,
     }
 
     impl Publish for Gated {
@@ -690,6 +708,16 @@ spec:
             events: Vec<Event>,
         ) -> BoxFuture<'_, anyhow::Result<Confirmation>> {
             Box::pin(async move {
+                let mut read = false;
+                for _ in 0..200 {
+                    let requests = self.unleash.received_requests().await.unwrap_or_default();
+                    if requests.iter().any(|r| r.method.as_str() == "GET") {
+                        read = true;
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                *self.read_when_sent.lock().unwrap() = Some(read);
                 self.seen.publish_all(events).await?;
                 let gate = self.gate.lock().unwrap().take().expect("one gated send");
                 let stored: Confirmation = Box::pin(async move {
@@ -704,12 +732,13 @@ spec:
     struct Rig {
         pipeline: Arc<Pipeline>,
         seen: Collector,
-        unleash: MockServer,
+        unleash: Arc<MockServer>,
+        out: Arc<Gated>,
         _dir: tempfile::TempDir,
     }
 
     async fn rig(gate: oneshot::Receiver<()>, jetstream: bool) -> Rig {
-        let unleash = MockServer::start().await;
+        let unleash = Arc::new(MockServer::start().await);
         Mock::given(method("POST"))
             .and(path_regex("/on$"))
             .respond_with(ResponseTemplate::new(200))
@@ -732,10 +761,13 @@ spec:
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("remediation.yaml"), FILE).unwrap();
         let seen = Collector::new();
-        let out: Arc<dyn Publish> = Arc::new(Gated {
+        let gated = Arc::new(Gated {
             seen: seen.clone(),
             gate: Mutex::new(Some(gate)),
+            unleash: unleash.clone(),
+            read_when_sent: Mutex::new(None),
         });
+        let out: Arc<dyn Publish> = gated.clone();
         let remediator = Remediator::new(
             ResourceSource::Dir(DirSource::new(dir.path())),
             events.clone(),
@@ -761,6 +793,7 @@ spec:
             pipeline,
             seen,
             unleash,
+            out: gated,
             _dir: dir,
         }
     }
@@ -842,6 +875,39 @@ spec:
         );
         let finished = serde_json::to_value(&rig.seen.events()[5]).unwrap();
         assert_eq!(finished["data"]["result"], "pass", "{finished}");
+    }
+
+    /// The flag is read (for the report) while the problem is claimed, not after the claim,
+    /// and the action reports that read: Unleash is asked three times in all.
+    #[tokio::test]
+    async fn the_flag_is_read_while_the_problem_is_claimed_and_not_again_before_its_switch() {
+        let (give, gate) = oneshot::channel();
+        give.send(()).unwrap();
+        let rig = rig(gate, false).await;
+        rig.pipeline.dispatch(open()).await.unwrap();
+        for _ in 0..500 {
+            if short_types(&rig.seen).len() == 6 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            *rig.out.read_when_sent.lock().unwrap(),
+            Some(true),
+            "the flag was read before the remediation was announced"
+        );
+        let requests = rig.unleash.received_requests().await.unwrap();
+        let asked: Vec<&str> = requests.iter().map(|r| r.method.as_str()).collect();
+        assert_eq!(asked, ["GET", "POST", "GET"]);
+        let finished = serde_json::to_value(&rig.seen.events()[4]).unwrap();
+        assert_eq!(finished["type"], types::ACTION_FINISHED);
+        assert_eq!(finished["data"]["flags"][0]["from"], "on", "{finished}");
+        let role = rig.pipeline.action.as_ref().unwrap();
+        assert_eq!(
+            role.reads_ahead_pending(),
+            0,
+            "the read was taken by the run"
+        );
     }
 
     #[tokio::test]

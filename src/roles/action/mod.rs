@@ -14,6 +14,7 @@
 //! - this file: the replies (`action.started`, `action.finished`) and which Unleash
 //!   environment an event means.
 
+pub mod ahead;
 pub mod toggle;
 
 pub use toggle::{
@@ -24,8 +25,10 @@ pub use toggle::{
 use crate::bus::Publish;
 use crate::keptn::outgoing::{Link, Outcome};
 use crate::keptn::types::{FEATURETOGGLE, TOGGLE_FEATURE};
-use crate::keptn::{ActionTriggered, EventFactory, Meta};
+use crate::keptn::{ActionInfo, ActionTriggered, EventFactory, Meta, Scope};
 use crate::unleash::UnleashClient;
+use ahead::{MAX_FLAGS_AHEAD, ReadAhead};
+use std::sync::Arc;
 
 /// Handles `action.triggered` events for Unleash flags.
 #[derive(Debug, Clone)]
@@ -35,6 +38,8 @@ pub struct ActionRole {
     /// `UNLEASH_ENVIRONMENT`; when unset, the event's stage names the Unleash environment.
     environment: Option<String>,
     policy: FlagPolicy,
+    /// Flags read ahead of their action, shared by the clones of this role.
+    ahead: Arc<ReadAhead>,
 }
 
 impl ActionRole {
@@ -44,6 +49,7 @@ impl ActionRole {
             events,
             environment: environment.filter(|e| !e.trim().is_empty()),
             policy: FlagPolicy::default(),
+            ahead: Arc::default(),
         }
     }
 
@@ -51,6 +57,48 @@ impl ActionRole {
     pub fn with_policy(mut self, policy: FlagPolicy) -> Self {
         self.policy = policy;
         self
+    }
+
+    /// Starts reading the flags `action` names in `scope`'s environment, for the read before
+    /// each switch of the run of that action that is about to follow in this process (the
+    /// remediator calls this before it claims the problem; see [`ahead`]). Nothing is read
+    /// for an action of another provider, one this role would refuse, one whose flags would
+    /// not be read (`READ_BEFORE_SWITCH=false`), or one of more than [`MAX_FLAGS_AHEAD`] flags.
+    pub fn read_ahead(&self, action: &ActionInfo, scope: &Scope) {
+        if !Self::handles(&action.action) || !(self.policy.reads_before() || self.policy.dry_run())
+        {
+            return;
+        }
+        let Ok(changes) = parse_value(&action.value) else {
+            return;
+        };
+        if changes.len() > MAX_FLAGS_AHEAD.min(self.policy.max_flags()) {
+            return;
+        }
+        let Some(environment) = self.environment_for(scope) else {
+            return;
+        };
+        let flags = changes
+            .into_iter()
+            .filter(|c| self.policy.allows(&c.flag))
+            .map(|c| c.flag)
+            .collect();
+        self.ahead.start(&self.client, environment, flags);
+    }
+
+    /// Reads taken ahead and not yet used by a run.
+    pub fn reads_ahead_pending(&self) -> usize {
+        self.ahead.pending()
+    }
+
+    /// The Unleash environment an event about `scope` means: `UNLEASH_ENVIRONMENT`, else the
+    /// stage.
+    fn environment_for<'a>(&'a self, scope: &'a Scope) -> Option<&'a str> {
+        match self.environment.as_deref() {
+            Some(env) => Some(env),
+            None if !scope.stage.trim().is_empty() => Some(scope.stage.trim()),
+            None => None,
+        }
     }
 
     /// Whether this role answers an action of that name (`toggle-feature`, `featuretoggle`,
@@ -138,9 +186,8 @@ impl ActionRole {
                 None,
             );
         }
-        let environment = match self.environment.as_deref() {
+        let environment = match self.environment_for(&ev.scope) {
             Some(env) => env,
-            None if !ev.scope.stage.trim().is_empty() => ev.scope.stage.trim(),
             None => {
                 return (
                     Outcome::Errored,
@@ -150,7 +197,14 @@ impl ActionRole {
             }
         };
         let policy = self.policy.clone().with_dry_run(dry_run);
-        let report = apply_with(&self.client, environment, &changes, &policy).await;
+        let report = toggle::apply_reading_ahead(
+            &self.client,
+            environment,
+            &changes,
+            &policy,
+            Some(&self.ahead),
+        )
+        .await;
         let done = if dry_run {
             report.would_succeed()
         } else {

@@ -11,6 +11,7 @@
 //!
 //! Everything else is refused before any flag is touched, with a message naming what is wrong.
 
+use super::ahead::{ReadAhead, read_before};
 use crate::unleash::{FlagName, UnleashClient, UnleashError, on_off};
 use futures::StreamExt;
 use serde_json::Value;
@@ -275,6 +276,11 @@ impl FlagPolicy {
         self
     }
 
+    /// Whether each flag is read before its switch (`READ_BEFORE_SWITCH`).
+    pub fn reads_before(&self) -> bool {
+        self.read_before
+    }
+
     pub fn max_flags(&self) -> usize {
         self.max_flags
     }
@@ -450,6 +456,18 @@ pub async fn apply_with(
     changes: &[FlagChange],
     policy: &FlagPolicy,
 ) -> ToggleReport {
+    apply_reading_ahead(client, environment, changes, policy, None).await
+}
+
+/// [`apply_with`], each flag's state before its switch taken from `ahead` when it was read
+/// there (see [`super::ahead`]).
+pub(super) async fn apply_reading_ahead(
+    client: &UnleashClient,
+    environment: &str,
+    changes: &[FlagChange],
+    policy: &FlagPolicy,
+    ahead: Option<&ReadAhead>,
+) -> ToggleReport {
     let blocker: Mutex<Option<String>> = Mutex::new(None);
     let mut outcomes = Vec::with_capacity(changes.len());
     let mut rest = changes.iter();
@@ -457,7 +475,7 @@ pub async fn apply_with(
     // for every flag (wrong token, server unreachable) is found by the first request, and the
     // others are reported as not switched rather than all failing the same way.
     for change in rest.by_ref() {
-        let outcome = switch_one(client, environment, change, policy, &blocker).await;
+        let outcome = switch_one(client, environment, change, policy, &blocker, ahead).await;
         let asked = !matches!(outcome.result, FlagResult::Refused(_));
         outcomes.push(outcome);
         if asked {
@@ -475,7 +493,7 @@ pub async fn apply_with(
     let width = if distinct { CONCURRENT_FLAGS } else { 1 };
     // Built here, started by `buffered` at most `width` at a time.
     let pending: Vec<_> = rest
-        .map(|change| switch_one(client, environment, change, policy, &blocker))
+        .map(|change| switch_one(client, environment, change, policy, &blocker, ahead))
         .collect();
     let others: Vec<FlagOutcome> = futures::stream::iter(pending)
         .buffered(width)
@@ -499,6 +517,7 @@ async fn switch_one(
     change: &FlagChange,
     policy: &FlagPolicy,
     blocker: &Mutex<Option<String>>,
+    ahead: Option<&ReadAhead>,
 ) -> FlagOutcome {
     let block = |e: &crate::unleash::UnleashError| {
         if e.affects_every_flag() {
@@ -514,7 +533,8 @@ async fn switch_one(
             FlagResult::Refused(policy.refusal())
         }
         Some(why) => FlagResult::Skipped(why),
-        None if policy.dry_run => match client.flag_enabled(&change.flag, environment).await {
+        None if policy.dry_run => match read_before(ahead, client, environment, &change.flag).await
+        {
             Ok(currently_on) => {
                 was_on = Some(currently_on);
                 FlagResult::WouldSwitch { currently_on }
@@ -528,7 +548,7 @@ async fn switch_one(
             // Read once for the report only: a failed read leaves the state unknown and
             // does not stop the switch.
             if policy.read_before {
-                was_on = match client.flag_enabled(&change.flag, environment).await {
+                was_on = match read_before(ahead, client, environment, &change.flag).await {
                     Ok(on) => Some(on),
                     Err(e) => {
                         tracing::debug!(flag = %change.flag, environment, error = %e, "reading a flag's state before the switch failed");
