@@ -102,7 +102,8 @@ impl ReadAhead {
     }
 
     /// Reads taken ahead and not yet used.
-    pub fn pending(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn pending(&self) -> usize {
         self.reads.lock().expect("read-ahead lock").len()
     }
 

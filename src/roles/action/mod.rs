@@ -87,7 +87,8 @@ impl ActionRole {
     }
 
     /// Reads taken ahead and not yet used by a run.
-    pub fn reads_ahead_pending(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn reads_ahead_pending(&self) -> usize {
         self.ahead.pending()
     }
 
