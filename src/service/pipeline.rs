@@ -130,12 +130,7 @@ struct Reserved {
 impl ActionsHere for Weak<Pipeline> {
     fn reserve(&self, action: &str) -> Option<Box<dyn RunHere>> {
         let pipeline = self.upgrade()?;
-        if pipeline.action.is_none() || !ActionRole::handles(action) {
-            return None;
-        }
-        // With JetStream, an action run here is only as durable as the event that led to it:
-        // that event must be kept until the run ends (not so for one that came over HTTP).
-        if pipeline.jetstream && !kept() {
+        if !pipeline.may_run_here() || !ActionRole::handles(action) {
             return None;
         }
         let permit = pipeline.permits.toggles.clone().try_acquire_owned().ok()?;
@@ -143,17 +138,14 @@ impl ActionsHere for Weak<Pipeline> {
     }
 
     fn read_ahead(&self, action: &crate::keptn::ActionInfo, scope: &crate::keptn::Scope) {
-        let Some(pipeline) = self.upgrade() else {
-            return;
-        };
         // Only when `reserve` could then take a permit for it.
-        let Some(role) = &pipeline.action else {
-            return;
-        };
-        if (pipeline.jetstream && !kept()) || pipeline.permits.toggles.available_permits() == 0 {
-            return;
+        if let Some(pipeline) = self.upgrade()
+            && pipeline.may_run_here()
+            && pipeline.permits.toggles.available_permits() > 0
+            && let Some(role) = &pipeline.action
+        {
+            role.read_ahead(action, scope);
         }
-        role.read_ahead(action, scope);
     }
 
     fn redelivered(&self) -> bool {
@@ -469,6 +461,14 @@ impl Pipeline {
         }
         self.settled.count(&incoming.meta.ty);
         true
+    }
+
+    /// Whether an action of the event being handled may run in this process's action role:
+    /// there is one, and with JetStream the event is kept until the run ends (an action run
+    /// here is only as durable as the event that led to it; one that came over HTTP is not
+    /// kept).
+    fn may_run_here(&self) -> bool {
+        self.action.is_some() && (!self.jetstream || kept())
     }
 
     /// Runs an `action.triggered` of this process's remediator in its action role, and hands

@@ -171,6 +171,26 @@ mod tests {
         (server, client)
     }
 
+    /// Answers the first read of a flag with `first`, every later one with "on", and every
+    /// switch with 200.
+    async fn mount_first_read(server: &MockServer, first: ResponseTemplate) {
+        Mock::given(method("GET"))
+            .respond_with(first)
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(server)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(read_as(true))
+            .mount(server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path_regex("/on$"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(server)
+            .await;
+    }
+
     async fn gets(server: &MockServer) -> usize {
         let requests = server.received_requests().await.unwrap_or_default();
         requests
@@ -189,21 +209,7 @@ mod tests {
     #[tokio::test]
     async fn a_read_taken_ahead_is_the_one_the_switch_reports_and_only_once() {
         let (server, client) = unleash().await;
-        Mock::given(method("GET"))
-            .respond_with(read_as(false))
-            .up_to_n_times(1)
-            .with_priority(1)
-            .mount(&server)
-            .await;
-        Mock::given(method("GET"))
-            .respond_with(read_as(true))
-            .mount(&server)
-            .await;
-        Mock::given(method("POST"))
-            .and(path_regex("/on$"))
-            .respond_with(ResponseTemplate::new(200))
-            .mount(&server)
-            .await;
+        mount_first_read(&server, read_as(false)).await;
         let ahead = ReadAhead::default();
         ahead.start(&client, ENV, vec![flag("EnableStaticContent")]);
         for _ in 0..200 {
@@ -238,20 +244,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_read_ahead_is_read_again_before_the_switch() {
         let (server, client) = unleash().await;
-        Mock::given(method("GET"))
-            .respond_with(ResponseTemplate::new(503))
-            .up_to_n_times(1)
-            .with_priority(1)
-            .mount(&server)
-            .await;
-        Mock::given(method("GET"))
-            .respond_with(read_as(true))
-            .mount(&server)
-            .await;
-        Mock::given(method("POST"))
-            .respond_with(ResponseTemplate::new(200))
-            .mount(&server)
-            .await;
+        mount_first_read(&server, ResponseTemplate::new(503)).await;
         let ahead = ReadAhead::default();
         ahead.start(&client, ENV, vec![flag("F")]);
         let changes = [FlagChange {

@@ -44,44 +44,30 @@ impl NatsPublisher {
         let subject = event.ty().to_owned();
         let max = self.client.server_info().max_payload;
         let payload = bytes::Bytes::from(encode_within(event, max)?);
-        // Through JetStream every event carries its id as `Nats-Msg-Id`: an event sent again
-        // under the same id (its remediation resumed after a crash, or a publish retried) is
-        // stored once within the stream's duplicate window.
-        let headers = (handled_here || self.js.is_some()).then(|| {
-            let mut headers = async_nats::HeaderMap::new();
-            if handled_here {
-                headers.insert(HANDLED_BY, self.group.as_str());
-            }
-            if self.js.is_some() {
-                headers.insert(async_nats::header::NATS_MESSAGE_ID, event.id());
-            }
-            headers
-        });
-        let pending = match (&self.js, headers) {
-            (Some(js), None) => Some(js.publish(subject.clone(), payload).await),
-            (Some(js), Some(headers)) => Some(
-                js.publish_with_headers(subject.clone(), headers, payload)
-                    .await,
-            ),
-            (None, None) => {
-                self.client
-                    .publish(subject.clone(), payload)
-                    .await
-                    .with_context(|| format!("publishing {subject}"))?;
-                None
-            }
-            (None, Some(headers)) => {
+        let mut headers = async_nats::HeaderMap::new();
+        if handled_here {
+            headers.insert(HANDLED_BY, self.group.as_str());
+        }
+        let Some(js) = &self.js else {
+            let sent = if handled_here {
                 self.client
                     .publish_with_headers(subject.clone(), headers, payload)
                     .await
-                    .with_context(|| format!("publishing {subject}"))?;
-                None
-            }
+            } else {
+                self.client.publish(subject.clone(), payload).await
+            };
+            sent.with_context(|| format!("publishing {subject}"))?;
+            return Ok(None);
         };
-        let pending = pending
-            .transpose()
+        // Through JetStream every event carries its id as `Nats-Msg-Id`: an event sent again
+        // under the same id (its remediation resumed after a crash, or a publish retried) is
+        // stored once within the stream's duplicate window.
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, event.id());
+        let ack = js
+            .publish_with_headers(subject.clone(), headers, payload)
+            .await
             .with_context(|| format!("publishing {subject}"))?;
-        Ok(pending.map(|ack| (subject, ack)))
+        Ok(Some((subject, ack)))
     }
 
     /// Sends `events` in order, the last one marked when `last_handled_here`; returns the
