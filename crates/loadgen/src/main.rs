@@ -340,13 +340,20 @@ async fn instant_responder() -> Result<(String, Arc<AtomicU64>)> {
     Ok((url, count))
 }
 
-/// When the last toggle request (a POST) was answered.
-type Switched = Arc<std::sync::Mutex<Option<Instant>>>;
+/// When the last toggle request (a POST) reached the responder, and when it was answered.
+type Switched = Arc<std::sync::Mutex<Option<Post>>>;
+
+#[derive(Clone, Copy)]
+struct Post {
+    arrived: Instant,
+    answered: Instant,
+}
 
 /// A local HTTP/1.1 server on 127.0.0.1: with `upstream` (an Unleash base URL ending in `/api`)
 /// it forwards every request there and returns Unleash's answer; without, it answers at once
 /// (a GET with the flag on, anything else `{}`). It counts requests and notes when each POST
-/// was answered (for "time to flag switched"). Returns its base URL (`…/api`).
+/// arrived and was answered (for "time to flag switched", and the POST's own time as it saw
+/// it). Returns its base URL (`…/api`).
 async fn responder(upstream: Option<String>) -> Result<(String, Arc<AtomicU64>, Switched)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -393,6 +400,7 @@ async fn responder(upstream: Option<String>) -> Result<(String, Arc<AtomicU64>, 
                             Ok(n) => buf.extend_from_slice(&chunk[..n]),
                         }
                     }
+                    let arrived = Instant::now();
                     let body = buf[head_end..head_end + body_len].to_vec();
                     buf.drain(..head_end + body_len);
                     counter.fetch_add(1, Ordering::Relaxed);
@@ -424,7 +432,8 @@ async fn responder(upstream: Option<String>) -> Result<(String, Arc<AtomicU64>, 
                         }
                     };
                     if is_post {
-                        *switched_at.lock().unwrap() = Some(Instant::now());
+                        let answered = Instant::now();
+                        *switched_at.lock().unwrap() = Some(Post { arrived, answered });
                     }
                     let response = format!(
                         "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
@@ -506,14 +515,15 @@ async fn unleash_floor(
     token: &str,
     flag: &str,
     n: usize,
-) -> Result<(Vec<Duration>, Vec<(u16, u16)>)> {
+    switched: Option<&Switched>,
+) -> Result<(Vec<Duration>, Vec<Duration>, Vec<(u16, u16)>)> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()?;
     let post = format!("{base}/admin/projects/default/features/{flag}/environments/{STAGE}/on");
     // The read-back the service sends: the flag's one environment.
     let get = format!("{base}/admin/projects/default/features/{flag}/environments/{STAGE}");
-    let mut out = Vec::with_capacity(n);
+    let (mut out, mut seen) = (Vec::with_capacity(n), vec![]);
     let mut statuses = Vec::new();
     for i in 0..n + WARM_UP {
         let t0 = Instant::now();
@@ -530,12 +540,15 @@ async fn unleash_floor(
         let _ = b.bytes().await?;
         if i >= WARM_UP {
             out.push(t0.elapsed());
+            if let Some(at) = switched.and_then(|s| *s.lock().unwrap()) {
+                seen.push(at.answered.saturating_duration_since(at.arrived));
+            }
         }
         if i < 3 || !statuses.contains(&(sa, sb)) {
             statuses.push((sa, sb));
         }
     }
-    Ok((out, statuses))
+    Ok((out, seen, statuses))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -547,19 +560,32 @@ async fn sequential_remediations(
     n: usize,
     label: &str,
 ) -> Result<(Vec<Duration>, usize)> {
-    let (e2e, _, not_pass) = sequential_remediations_switched(svc_nats, n, label, None).await?;
-    Ok((e2e, not_pass))
+    let r = sequential_remediations_switched(svc_nats, n, label, None).await?;
+    Ok((r.e2e, r.not_pass))
 }
 
-/// [`sequential_remediations`], also noting for each one when its toggle was answered
-/// (`switched`, set by [`responder`]): publish → remediation.finished, publish → flag switched.
+/// What [`sequential_remediations_switched`] measured, one sample per remediation.
+struct Remediations {
+    /// problem.open published → remediation.finished received.
+    e2e: Vec<Duration>,
+    /// problem.open published → the toggle (POST) answered.
+    to_switch: Vec<Duration>,
+    /// problem.open published → the POST reached the responder: the service's part.
+    to_post: Vec<Duration>,
+    /// The POST's own time, from its arrival at the responder to its answer.
+    post: Vec<Duration>,
+    not_pass: usize,
+}
+
+/// [`sequential_remediations`], also noting for each one when its toggle reached the responder
+/// and when it was answered (`switched`, set by [`responder`]).
 async fn sequential_remediations_switched(
     svc_nats: &str,
     n: usize,
     label: &str,
     switched: Option<&Switched>,
-) -> Result<(Vec<Duration>, Vec<Duration>, usize)> {
-    let mut to_switch = Vec::with_capacity(n);
+) -> Result<Remediations> {
+    let (mut to_switch, mut to_post, mut post) = (vec![], vec![], vec![]);
     let nats = async_nats::connect(svc_nats).await?;
     let mut sub = nats
         .subscribe("sh.keptn.event.remediation.finished")
@@ -594,11 +620,19 @@ async fn sequential_remediations_switched(
         if i >= WARM_UP {
             out.push(d);
             if let Some(at) = switched.and_then(|s| *s.lock().unwrap()) {
-                to_switch.push(at.saturating_duration_since(t0));
+                to_switch.push(at.answered.saturating_duration_since(t0));
+                to_post.push(at.arrived.saturating_duration_since(t0));
+                post.push(at.answered.saturating_duration_since(at.arrived));
             }
         }
     }
-    Ok((out, to_switch, not_pass))
+    Ok(Remediations {
+        e2e: out,
+        to_switch,
+        to_post,
+        post,
+        not_pass,
+    })
 }
 
 /// The setting that leaves out the read before each switch.
@@ -655,7 +689,7 @@ async fn scenario_e2e(report: &mut Report, n: usize, mode: &str) -> Result<()> {
             *failed += np;
         }
         nats.extend(nats_floor(&url_a, chunk).await?);
-        let (t, s) = unleash_floor(&base, unleash.admin_token(), &flag, chunk).await?;
+        let (t, _, s) = unleash_floor(&base, unleash.admin_token(), &flag, chunk, None).await?;
         toggle.extend(t);
         // Every status any round saw, not only the last round's.
         for st in s {
@@ -664,7 +698,7 @@ async fn scenario_e2e(report: &mut Report, n: usize, mode: &str) -> Result<()> {
             }
         }
         read.extend(
-            unleash_timed(&base, unleash.admin_token(), &flag, chunk, false)
+            unleash_timed(&base, unleash.admin_token(), &flag, chunk, false, None)
                 .await?
                 .0,
         );
@@ -737,19 +771,45 @@ async fn scenario_e2e(report: &mut Report, n: usize, mode: &str) -> Result<()> {
     wait_ready(&mut svc).await?;
     wait_ready(&mut svc_no_read).await?;
     let (mut to_switch, mut to_switch_no_read, mut switch_floor) = (vec![], vec![], vec![]);
+    // Where the time to flag switched goes: until the POST reaches the responder (the service),
+    // and the POST itself as the responder timed it, against the floor's POST timed the same way.
+    let (mut to_post, mut to_post_no_read) = (vec![], vec![]);
+    let (mut post, mut post_no_read, mut post_floor) = (vec![], vec![], vec![]);
+    let mut post_floor_read_back = vec![];
     for round in 0..E2E_ROUNDS {
-        for (url, out, label) in [
-            (&url_a, &mut to_switch, "sw"),
-            (&url_b, &mut to_switch_no_read, "sw-nr"),
+        for (url, out, before, took, label) in [
+            (&url_a, &mut to_switch, &mut to_post, &mut post, "sw"),
+            (
+                &url_b,
+                &mut to_switch_no_read,
+                &mut to_post_no_read,
+                &mut post_no_read,
+                "sw-nr",
+            ),
         ] {
             let label = format!("{label}-{round}");
-            let (_, d, _) =
-                sequential_remediations_switched(url, chunk, &label, Some(&switched)).await?;
-            out.extend(d);
+            let r = sequential_remediations_switched(url, chunk, &label, Some(&switched)).await?;
+            out.extend(r.to_switch);
+            before.extend(r.to_post);
+            took.extend(r.post);
         }
         let hops = nats_floor(&url_a, chunk).await?;
-        let (post, _) = unleash_timed(&proxy, unleash.admin_token(), &flag, chunk, true).await?;
-        switch_floor.extend(hops.iter().zip(&post).map(|(a, b)| *a + *b));
+        let (d, seen, _) = unleash_timed(
+            &proxy,
+            unleash.admin_token(),
+            &flag,
+            chunk,
+            true,
+            Some(&switched),
+        )
+        .await?;
+        switch_floor.extend(hops.iter().zip(&d).map(|(a, b)| *a + *b));
+        post_floor.extend(seen);
+        // The same POSTs, each followed by the read-back as the service sends it: whether
+        // Unleash answers a POST that follows a GET more slowly.
+        let (_, seen, _) =
+            unleash_floor(&proxy, unleash.admin_token(), &flag, chunk, Some(&switched)).await?;
+        post_floor_read_back.extend(seen);
     }
     drop((svc, svc_no_read));
     report.latencies(
@@ -786,6 +846,42 @@ async fn scenario_e2e(report: &mut Report, n: usize, mode: &str) -> Result<()> {
         &switch_floor,
         Some(1.1),
     );
+    report.latencies(
+        &sc,
+        "problem.open → the POST reached the responder (the service's part)",
+        &to_post,
+        "",
+    );
+    report.latencies(
+        &sc,
+        "READ_BEFORE_SWITCH=false: problem.open → the POST reached the responder",
+        &to_post_no_read,
+        "",
+    );
+    report.latencies(
+        &sc,
+        "the POST as the responder timed it (arrival → Unleash's answer), the service's",
+        &post,
+        "",
+    );
+    report.latencies(
+        &sc,
+        "READ_BEFORE_SWITCH=false: the POST as the responder timed it",
+        &post_no_read,
+        "",
+    );
+    report.latencies(
+        &sc,
+        "the floor's POST as the responder timed it",
+        &post_floor,
+        "",
+    );
+    report.latencies(
+        &sc,
+        "the floor's POST as the responder timed it, each followed by the read-back GET",
+        &post_floor_read_back,
+        "",
+    );
     drop(unleash);
     Ok(())
 }
@@ -813,21 +909,22 @@ fn ratio_row(
 }
 
 /// One Unleash request, timed n times after a warm-up: the read of a flag (`post` false: the
-/// service's read before a switch) or the switch on alone (`post` true). Durations and the last
-/// status.
+/// service's read before a switch) or the switch on alone (`post` true). Durations, the POST's
+/// own times as the forwarding responder behind `switched` saw them, and the last status.
 async fn unleash_timed(
     base: &str,
     token: &str,
     flag: &str,
     n: usize,
     post: bool,
-) -> Result<(Vec<Duration>, u16)> {
+    switched: Option<&Switched>,
+) -> Result<(Vec<Duration>, Vec<Duration>, u16)> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()?;
     let environment = format!("{base}/admin/projects/default/features/{flag}/environments/{STAGE}");
     let switch = format!("{environment}/on");
-    let mut out = Vec::with_capacity(n);
+    let (mut out, mut seen) = (Vec::with_capacity(n), vec![]);
     let mut status = 0;
     for i in 0..n + WARM_UP {
         let request = if post {
@@ -841,9 +938,12 @@ async fn unleash_timed(
         let _ = r.bytes().await?;
         if i >= WARM_UP {
             out.push(t0.elapsed());
+            if let Some(at) = switched.and_then(|s| *s.lock().unwrap()) {
+                seen.push(at.answered.saturating_duration_since(at.arrived));
+            }
         }
     }
-    Ok((out, status))
+    Ok((out, seen, status))
 }
 
 /// Returns p50 and p99 of problem.open → remediation.finished.
@@ -866,8 +966,12 @@ async fn scenario_overhead(
     })?;
     wait_ready(&mut svc).await?;
     let sc = format!("2. service overhead, instant responder ({mode})");
-    let (e2e, to_switch, not_pass) =
-        sequential_remediations_switched(&nats_server.url(), n, "ovh", Some(&switched)).await?;
+    let Remediations {
+        e2e,
+        to_switch,
+        not_pass,
+        ..
+    } = sequential_remediations_switched(&nats_server.url(), n, "ovh", Some(&switched)).await?;
     let nats = nats_floor(&nats_server.url(), n).await?;
     report.latencies(
         &sc,
