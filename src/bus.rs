@@ -74,6 +74,13 @@ pub trait ActionsHere: Send + Sync {
     /// process handling it stopped, or its handling failed): an action it had handed to this
     /// role may not have ended.
     fn redelivered(&self) -> bool;
+
+    /// Whether the event being handled is kept by its transport (JetStream, unacknowledged)
+    /// until the actions it hands to this role have ended and their ends are handled: a crash
+    /// before then delivers it again. `false` by default.
+    fn kept(&self) -> bool {
+        false
+    }
 }
 
 /// A reserved run of one action in this process.

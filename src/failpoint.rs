@@ -6,7 +6,9 @@
 //! The points of a remediation, in order: `after-claim`, `after-triggered` (the
 //! remediation.triggered is stored; the events sent with it may be stored too),
 //! `after-action-triggered`, `after-toggle` (the action role switched its flags and has not sent
-//! `action.finished`), `before-finish` (the outcome is stored, `remediation.finished` not sent).
+//! `action.finished`), `before-finish` (`remediation.finished` not sent; the outcome is stored,
+//! except for a first action run here while JetStream keeps the OPEN), `after-finish` (that
+//! action's `remediation.finished` sent, its record not yet marked finished).
 
 use std::sync::OnceLock;
 

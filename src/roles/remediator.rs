@@ -9,9 +9,15 @@
 //!
 //! Nothing is marked done before it is sent: the outcome is stored first (phase `Finishing`),
 //! then `remediation.finished` goes out, then the record is marked finished; a redelivery or a
-//! restart that finds a `Finishing` record sends the event again with the same id. A CLOSED that
-//! arrives while an action runs marks the record closing: the close actions follow the
-//! `remediation.finished`, so they never race the open action on the same flag.
+//! restart that finds a `Finishing` record sends the event again with the same id. A first
+//! action that ran in this process while the transport keeps the OPEN that led to it
+//! (JetStream) skips the first of those writes: its `remediation.finished` goes out, then the
+//! record is marked finished, and a crash in between redelivers the OPEN, whose action runs
+//! again under the same ids and ends in the same `remediation.finished` (which the stream keeps
+//! once).
+//!
+//! A CLOSED that arrives while an action runs marks the record closing: the close actions
+//! follow the `remediation.finished`, so they never race the open action on the same flag.
 
 use crate::bus::{ActionsHere, Publish};
 use crate::keptn::outgoing::{Link, Outcome};
@@ -578,14 +584,22 @@ impl Remediator {
             return Ok(());
         };
         let held = self.held.lock().expect("held lock").remove(triggered);
-        if let Some(Held { key, record, rev }) = held
+        if let Some(Held {
+            key,
+            record,
+            rev,
+            kept,
+        }) = held
             && ev.succeeded()
         {
             let msg = succeeded(&record, ev);
-            if self
-                .finish_unless_moved(&key, record, rev, Outcome::Pass, msg)
-                .await?
-            {
+            let ended = if kept && self.far_from_deadline(&record) {
+                self.send_then_mark_finished(&key, record, rev, msg).await?
+            } else {
+                self.finish_unless_moved(&key, record, rev, Outcome::Pass, msg)
+                    .await?
+            };
+            if ended {
                 return Ok(());
             }
         }
@@ -907,6 +921,74 @@ impl Remediator {
         Ok(true)
     }
 
+    /// Whether `record`'s action ended in the first half of its time, so that no deadline of any
+    /// replica (whose clock may be off by less than that) can be deciding its end meanwhile.
+    fn far_from_deadline(&self, record: &Record) -> bool {
+        let half = (self.action_timeout.as_millis() / 2) as i64;
+        self.now_ms() + half < record.deadline_ms
+    }
+
+    /// The end of a first action that succeeded here while the transport keeps the OPEN that
+    /// led to it: `remediation.finished` is sent before the record (as written at `rev`) is
+    /// marked finished, without storing the outcome first. Should the process stop in between,
+    /// the OPEN comes again and its action runs again under the same ids, ending in the same
+    /// `remediation.finished`. `false` when another sender is at work here, and nothing was
+    /// sent.
+    async fn send_then_mark_finished(
+        &self,
+        key: &str,
+        mut record: Record,
+        rev: u64,
+        message: String,
+    ) -> anyhow::Result<bool> {
+        let Some(_sending) = Sending::start(&self.sending, key) else {
+            return Ok(false);
+        };
+        let action_triggered_id = record.action_triggered_id.clone();
+        record.phase = Phase::Finishing;
+        record.finish = Some(Finish {
+            outcome: Outcome::Pass,
+            message,
+        });
+        self.send_finished(key, &record).await?;
+        crate::failpoint::point("after-finish");
+        record.phase = Phase::Finished;
+        record.finish = None;
+        if self.store.update(key, &record, rev).await? == Cas::Conflict {
+            // Written since: a CLOSED, which waits for this end to run its close actions.
+            self.mark_finished(key, action_triggered_id.as_deref())
+                .await?;
+        }
+        Ok(true)
+    }
+
+    /// Marks the remediation whose action `action_triggered_id` ended, and whose
+    /// `remediation.finished` is sent, finished as it is stored now; then runs its close actions
+    /// if the problem closed meanwhile.
+    async fn mark_finished(
+        &self,
+        key: &str,
+        action_triggered_id: Option<&str>,
+    ) -> anyhow::Result<()> {
+        for _ in 0..5 {
+            let Some((mut record, rev)) = self.store.get(key).await? else {
+                return Ok(());
+            };
+            if record.action_triggered_id.as_deref() != action_triggered_id
+                || record.phase != Phase::Waiting
+            {
+                // Decided by another event since: that one ends it.
+                return Ok(());
+            }
+            record.phase = Phase::Finished;
+            record.finish = None;
+            if let Cas::Written(rev) = self.store.update(key, &record, rev).await? {
+                return self.complete(key, record, rev).await;
+            }
+        }
+        anyhow::bail!("remediation state kept changing while its end was being recorded")
+    }
+
     /// Keeps the record of an action handed to this process's action role, as just written
     /// at `rev`, for the action's end.
     fn hold(&self, action_triggered_id: &str, key: &str, record: &Record, rev: u64) {
@@ -916,12 +998,14 @@ impl Remediator {
         if held.len() >= MAX_HELD {
             held.clear();
         }
+        let kept = self.actions_here.get().is_some_and(|here| here.kept());
         held.insert(
             action_triggered_id.to_owned(),
             Held {
                 key: key.to_owned(),
                 record: record.clone(),
                 rev,
+                kept,
             },
         );
     }
@@ -942,30 +1026,7 @@ impl Remediator {
             _ => None,
         };
         if record.phase == Phase::Finishing {
-            let finish = record.finish.clone().unwrap_or(Finish {
-                outcome: Outcome::Errored,
-                message: String::new(),
-            });
-            let mut event = self.events.remediation_finished(
-                &self.link(&record),
-                &record.scope,
-                &record.labels,
-                finish.outcome,
-                &finish.message,
-            );
-            event.set_id(derived_id(&[&record.remediation_triggered_id, "finished"]));
-            crate::failpoint::point("before-finish");
-            self.out.publish(event).await?;
-            let result = match finish.outcome {
-                Outcome::Pass => "pass",
-                Outcome::SucceededFail => "no_action",
-                Outcome::Errored => "fail",
-            };
-            metrics::counter!("remediations_total", "result" => result).increment(1);
-            metrics::histogram!("remediation_duration_seconds")
-                .record((self.now_ms() - record.started_ms).max(0) as f64 / 1000.0);
-            self.disarm(key);
-            info!(scope = %record.scope, shkeptncontext = %record.keptn_context, result, detail = %finish.message, "remediation finished");
+            self.send_finished(key, &record).await?;
             if record.closing.is_none() {
                 record.phase = Phase::Finished;
                 record.finish = None;
@@ -999,6 +1060,36 @@ impl Remediator {
             metrics::counter!("close_actions_total").increment(1);
         }
         self.store.forget(key).await
+    }
+
+    /// Sends the `remediation.finished` of a decided remediation (`record.finish`), under the id
+    /// derived from the record, and counts it.
+    async fn send_finished(&self, key: &str, record: &Record) -> anyhow::Result<()> {
+        let finish = record.finish.clone().unwrap_or(Finish {
+            outcome: Outcome::Errored,
+            message: String::new(),
+        });
+        let mut event = self.events.remediation_finished(
+            &self.link(record),
+            &record.scope,
+            &record.labels,
+            finish.outcome,
+            &finish.message,
+        );
+        event.set_id(derived_id(&[&record.remediation_triggered_id, "finished"]));
+        crate::failpoint::point("before-finish");
+        self.out.publish(event).await?;
+        let result = match finish.outcome {
+            Outcome::Pass => "pass",
+            Outcome::SucceededFail => "no_action",
+            Outcome::Errored => "fail",
+        };
+        metrics::counter!("remediations_total", "result" => result).increment(1);
+        metrics::histogram!("remediation_duration_seconds")
+            .record((self.now_ms() - record.started_ms).max(0) as f64 / 1000.0);
+        self.disarm(key);
+        info!(scope = %record.scope, shkeptncontext = %record.keptn_context, result, detail = %finish.message, "remediation finished");
+        Ok(())
     }
 
     /// Close actions of a record written before actions were kept.
@@ -1166,6 +1257,9 @@ struct Held {
     key: String,
     record: Record,
     rev: u64,
+    /// Whether the event that led to the action is kept by its transport until the action's
+    /// end is handled ([`ActionsHere::kept`]).
+    kept: bool,
 }
 
 /// The most records held for actions running here (each is one remediation's record, up to
@@ -1367,6 +1461,8 @@ spec:
     #[derive(Clone, Default)]
     struct Here {
         handed: Arc<Mutex<Vec<Event>>>,
+        /// What [`ActionsHere::kept`] answers: the OPEN is kept until the action's end.
+        kept: bool,
     }
 
     impl ActionsHere for Here {
@@ -1376,6 +1472,9 @@ spec:
         fn redelivered(&self) -> bool {
             false
         }
+        fn kept(&self) -> bool {
+            self.kept
+        }
     }
 
     impl crate::bus::RunHere for Here {
@@ -1384,11 +1483,19 @@ spec:
         }
     }
 
-    /// A rig whose remediator hands actions to [`Here`], after the OPEN `open_id` for problem
-    /// `problem_id`: the rig and what was handed over.
-    async fn opened_here(open_id: &str, problem_id: &str) -> (Rig, Vec<Event>) {
-        let rig = rig(Flaky::default());
-        let here = Here::default();
+    /// A rig on `bus` whose remediator hands actions to [`Here`], after the OPEN `open_id` for
+    /// problem `problem_id`, `kept` by its transport or not: the rig and what was handed over.
+    async fn opened_here_on(
+        bus: Flaky,
+        kept: bool,
+        open_id: &str,
+        problem_id: &str,
+    ) -> (Rig, Vec<Event>) {
+        let rig = rig(bus);
+        let here = Here {
+            kept,
+            ..Here::default()
+        };
         rig.remediator.run_actions_here(Box::new(here.clone()));
         handle(
             &rig.remediator,
@@ -1400,38 +1507,124 @@ spec:
         (rig, handed)
     }
 
+    /// The stored record of the problem `problem_id` of [`problem`].
+    async fn record_of(r: &Remediator, problem_id: &str) -> Option<Record> {
+        let Kind::Problem(ev) = decode(problem("any", "OPEN", json!(problem_id))).kind else {
+            unreachable!()
+        };
+        let key = problem_key(&ev.scope, &ev.identity());
+        r.store.get(&key).await.unwrap().map(|(record, _)| record)
+    }
+
     #[tokio::test]
     async fn an_action_run_here_ends_the_remediation_on_the_record_it_was_handed_with() {
-        let (rig, handed) = opened_here("open-8", "P-8").await;
-        let r = &rig.remediator;
-        assert_eq!(handed.len(), 1, "the first action runs here");
-        assert_eq!(rig.bus.of("action.triggered")[0].id(), handed[0].id());
-        handle(r, &finished_for(&handed[0], "pass")).await.unwrap();
-        let finished = rig.bus.of("remediation.finished");
-        assert_eq!(finished.len(), 1);
-        assert!(
-            r.held.lock().unwrap().is_empty(),
-            "the held record is taken by the end"
-        );
-        // A second delivery of the same end (no record held any more) sends nothing again.
-        handle(r, &finished_for(&handed[0], "pass")).await.unwrap();
-        assert_eq!(rig.bus.of("remediation.finished").len(), 1);
+        for kept in [false, true] {
+            let (rig, handed) = opened_here_on(Flaky::default(), kept, "open-8", "P-8").await;
+            let r = &rig.remediator;
+            assert_eq!(handed.len(), 1, "the first action runs here");
+            assert_eq!(rig.bus.of("action.triggered")[0].id(), handed[0].id());
+            handle(r, &finished_for(&handed[0], "pass")).await.unwrap();
+            let finished = rig.bus.of("remediation.finished");
+            assert_eq!(finished.len(), 1, "kept: {kept}");
+            assert!(
+                r.held.lock().unwrap().is_empty(),
+                "the held record is taken by the end"
+            );
+            let record = record_of(r, "P-8").await.expect("remembered");
+            assert_eq!(record.phase, Phase::Finished, "kept: {kept}");
+            // A second delivery of the same end (no record held any more) sends nothing again.
+            handle(r, &finished_for(&handed[0], "pass")).await.unwrap();
+            assert_eq!(rig.bus.of("remediation.finished").len(), 1);
+        }
     }
 
     #[tokio::test]
     async fn a_close_while_an_action_runs_here_is_not_lost_to_the_record_held_for_its_end() {
-        let (rig, handed) = opened_here("open-9", "P-9").await;
+        for kept in [false, true] {
+            let (rig, handed) = opened_here_on(Flaky::default(), kept, "open-9", "P-9").await;
+            let r = &rig.remediator;
+            assert_eq!(handed.len(), 1);
+            // The CLOSED writes the record after it was held: the held revision is stale.
+            handle(r, &decode(problem("close-9", "CLOSED", json!("P-9"))))
+                .await
+                .unwrap();
+            handle(r, &finished_for(&handed[0], "pass")).await.unwrap();
+            assert_eq!(rig.bus.of("remediation.finished").len(), 1, "kept: {kept}");
+            let triggered = rig.bus.of("action.triggered");
+            assert_eq!(triggered.len(), 2, "the open action, then the close action");
+            assert_eq!(flag_values(&triggered[1..]), vec![r#"{"First":"off"}"#]);
+            let all = rig.bus.seen.events();
+            let at = |id: &str| all.iter().position(|e| e.id() == id).unwrap();
+            assert!(
+                at(rig.bus.of("remediation.finished")[0].id()) < at(triggered[1].id()),
+                "the close action follows the end (kept: {kept})"
+            );
+            assert!(record_of(r, "P-9").await.is_none(), "closed and forgotten");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_action_run_here_for_a_kept_open_sends_its_end_before_storing_it() {
+        // The publish of remediation.finished fails once: what was stored before it shows.
+        let failing = || Flaky::failing(&["sh.keptn.event.remediation.finished"]);
+        let (rig, handed) = opened_here_on(failing(), true, "open-12", "P-12").await;
         let r = &rig.remediator;
-        assert_eq!(handed.len(), 1);
-        // The CLOSED writes the record after it was held: the held revision is stale.
-        handle(r, &decode(problem("close-9", "CLOSED", json!("P-9"))))
+        let done = finished_for(&handed[0], "pass");
+        assert!(
+            handle(r, &done).await.is_err(),
+            "the failed publish is reported"
+        );
+        let record = record_of(r, "P-12").await.expect("claimed");
+        assert_eq!(
+            record.phase,
+            Phase::Waiting,
+            "no outcome stored before the send"
+        );
+        assert!(record.finish.is_none());
+        // The kept OPEN comes again: the action runs again under its id, and its end (not held
+        // this time) stores the outcome, then sends it.
+        handle(r, &decode(problem("open-12", "OPEN", json!("P-12"))))
             .await
             .unwrap();
-        handle(r, &finished_for(&handed[0], "pass")).await.unwrap();
-        assert_eq!(rig.bus.of("remediation.finished").len(), 1);
-        let triggered = rig.bus.of("action.triggered");
-        assert_eq!(triggered.len(), 2, "the open action, then the close action");
-        assert_eq!(flag_values(&triggered[1..]), vec![r#"{"First":"off"}"#]);
+        let again = rig.bus.of("action.triggered");
+        assert_eq!(
+            again.last().unwrap().id(),
+            handed[0].id(),
+            "the same action id"
+        );
+        handle(r, &done).await.unwrap();
+        let finished = rig.bus.of("remediation.finished");
+        assert_eq!(finished.len(), 1);
+        assert_eq!(
+            finished[0].id(),
+            derived_id(&[&record.remediation_triggered_id, "finished"]),
+            "the id the first attempt had"
+        );
+        assert_eq!(record_of(r, "P-12").await.unwrap().phase, Phase::Finished);
+
+        // Not kept (core NATS, HTTP): the outcome is stored before the send, as always.
+        let (rig, handed) = opened_here_on(failing(), false, "open-13", "P-13").await;
+        let r = &rig.remediator;
+        assert!(handle(r, &finished_for(&handed[0], "pass")).await.is_err());
+        let record = record_of(r, "P-13").await.expect("claimed");
+        assert_eq!(record.phase, Phase::Finishing, "stored before the send");
+    }
+
+    #[tokio::test]
+    async fn a_kept_action_ending_late_in_its_time_stores_its_outcome_before_sending_it() {
+        let failing = Flaky::failing(&["sh.keptn.event.remediation.finished"]);
+        let (rig, handed) = opened_here_on(failing, true, "open-14", "P-14").await;
+        let r = &rig.remediator;
+        // 600 s to finish; it ends after 301 s: a replica's deadline may be deciding it too.
+        r.skew_ms
+            .store(301_000, std::sync::atomic::Ordering::SeqCst);
+        assert!(handle(r, &finished_for(&handed[0], "pass")).await.is_err());
+        let record = record_of(r, "P-14").await.expect("claimed");
+        assert_eq!(
+            record.phase,
+            Phase::Finishing,
+            "the compare-and-set decides"
+        );
     }
 
     #[tokio::test]

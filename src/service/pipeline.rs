@@ -151,6 +151,10 @@ impl ActionsHere for Weak<Pipeline> {
     fn redelivered(&self) -> bool {
         KEPT.try_with(|kept| kept.redelivered).unwrap_or(false)
     }
+
+    fn kept(&self) -> bool {
+        kept()
+    }
 }
 
 impl RunHere for Reserved {

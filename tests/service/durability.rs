@@ -211,13 +211,47 @@ async fn action_timeout_survives_a_restart() {
 }
 
 /// The steps of a remediation at which the process is stopped dead (`src/failpoint.rs`).
-const CRASH_POINTS: [&str; 5] = [
+const CRASH_POINTS: [&str; 6] = [
     "after-claim",
     "after-triggered",
     "after-action-triggered",
     "after-toggle",
     "before-finish",
+    "after-finish",
 ];
+
+/// How many `remediation.finished` of the Keptn context `ctx` the service's stream (`keptn`)
+/// holds.
+async fn stored_finished(client: &async_nats::Client, ctx: &serde_json::Value) -> usize {
+    use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+    use futures::StreamExt;
+    let stream = async_nats::jetstream::new(client.clone())
+        .get_stream("keptn")
+        .await
+        .expect("the service's stream");
+    let consumer = stream
+        .create_consumer(pull::Config {
+            filter_subject: "sh.keptn.event.remediation.finished".into(),
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .expect("a consumer of the stream");
+    let mut batch = consumer
+        .fetch()
+        .max_messages(1000)
+        .expires(Duration::from_secs(1))
+        .messages()
+        .await
+        .expect("a batch");
+    let mut of_ctx = 0;
+    while let Some(Ok(msg)) = batch.next().await {
+        let event: serde_json::Value = serde_json::from_slice(&msg.payload).unwrap_or_default();
+        of_ctx += usize::from(event["shkeptncontext"] == *ctx);
+    }
+    of_ctx
+}
 
 /// How often Unleash recorded `flag` switched on in `production`: its own event log, which
 /// records a change only when the state changed.
@@ -240,7 +274,8 @@ async fn times_switched_on(u: &testkit::unleash::UnleashServer, flag: &str) -> u
 }
 
 /// The process dies at each step of a JetStream remediation in turn, with a real Unleash; the
-/// next process finishes it: exactly one switch of the flag and one `remediation.finished`.
+/// next process finishes it: exactly one switch of the flag and one `remediation.finished` (one
+/// on the bus, or, for a crash just after it was sent, one id that the stream keeps once).
 #[tokio::test]
 async fn a_crash_at_any_step_ends_in_one_switch_and_one_finished_remediation() {
     use crate::common::{create_flag, unleash, unleash_env};
@@ -299,7 +334,23 @@ async fn a_crash_at_any_step_ends_in_one_switch_and_one_finished_remediation() {
         // Redeliveries settle (ACK_WAIT is 2 s): nothing more may come.
         tokio::time::sleep(Duration::from_secs(5)).await;
         let finished = of("sh.keptn.event.remediation.finished");
-        assert_eq!(finished.len(), 1, "{point}: {finished:?}");
+        let ids: std::collections::HashSet<_> = finished.iter().map(|e| e["id"].clone()).collect();
+        assert_eq!(
+            ids.len(),
+            1,
+            "{point}: one remediation.finished id: {finished:?}"
+        );
+        if *point == "after-finish" {
+            // Sent before the crash, and again by the action run again after it, under its id.
+            assert!(finished.len() <= 2, "{point}: {finished:?}");
+        } else {
+            assert_eq!(finished.len(), 1, "{point}: {finished:?}");
+        }
+        assert_eq!(
+            stored_finished(&bus.client, &ctx).await,
+            1,
+            "{point}: the stream keeps one remediation.finished"
+        );
         assert_eq!(
             finished[0]["data"]["result"], "pass",
             "{point}: {}",
