@@ -944,47 +944,40 @@ impl Remediator {
         let Some(_sending) = Sending::start(&self.sending, key) else {
             return Ok(false);
         };
-        let action_triggered_id = record.action_triggered_id.clone();
-        record.phase = Phase::Finishing;
         record.finish = Some(Finish {
             outcome: Outcome::Pass,
             message,
         });
         self.send_finished(key, &record).await?;
         crate::failpoint::point("after-finish");
-        record.phase = Phase::Finished;
-        record.finish = None;
-        if self.store.update(key, &record, rev).await? == Cas::Conflict {
-            // Written since: a CLOSED, which waits for this end to run its close actions.
-            self.mark_finished(key, action_triggered_id.as_deref())
-                .await?;
-        }
+        self.mark_finished(key, record, rev).await?;
         Ok(true)
     }
 
-    /// Marks the remediation whose action `action_triggered_id` ended, and whose
-    /// `remediation.finished` is sent, finished as it is stored now; then runs its close actions
-    /// if the problem closed meanwhile.
+    /// Marks the remediation whose `remediation.finished` is sent finished: `record` as it was
+    /// at `rev`, or, when it was written since (a CLOSED, which waits for this end), as it is
+    /// stored now; then runs its close actions if the problem closed meanwhile.
     async fn mark_finished(
         &self,
         key: &str,
-        action_triggered_id: Option<&str>,
+        mut record: Record,
+        mut rev: u64,
     ) -> anyhow::Result<()> {
+        let action_triggered_id = record.action_triggered_id.clone();
         for _ in 0..5 {
-            let Some((mut record, rev)) = self.store.get(key).await? else {
-                return Ok(());
-            };
-            if record.action_triggered_id.as_deref() != action_triggered_id
-                || record.phase != Phase::Waiting
-            {
-                // Decided by another event since: that one ends it.
-                return Ok(());
-            }
             record.phase = Phase::Finished;
             record.finish = None;
             if let Cas::Written(rev) = self.store.update(key, &record, rev).await? {
                 return self.complete(key, record, rev).await;
             }
+            let Some((stored, at)) = self.store.get(key).await? else {
+                return Ok(());
+            };
+            if stored.action_triggered_id != action_triggered_id || stored.phase != Phase::Waiting {
+                // Decided by another event since: that one ends it.
+                return Ok(());
+            }
+            (record, rev) = (stored, at);
         }
         anyhow::bail!("remediation state kept changing while its end was being recorded")
     }
