@@ -1456,6 +1456,8 @@ spec:
         handed: Arc<Mutex<Vec<Event>>>,
         /// What [`ActionsHere::kept`] answers: the OPEN is kept until the action's end.
         kept: bool,
+        /// What [`ActionsHere::redelivered`] answers: the OPEN comes again unacknowledged.
+        redelivered: Arc<std::sync::atomic::AtomicBool>,
     }
 
     impl ActionsHere for Here {
@@ -1463,7 +1465,7 @@ spec:
             Some(Box::new(self.clone()))
         }
         fn redelivered(&self) -> bool {
-            false
+            self.redelivered.load(std::sync::atomic::Ordering::SeqCst)
         }
         fn kept(&self) -> bool {
             self.kept
@@ -1477,13 +1479,14 @@ spec:
     }
 
     /// A rig on `bus` whose remediator hands actions to [`Here`], after the OPEN `open_id` for
-    /// problem `problem_id`, `kept` by its transport or not: the rig and what was handed over.
+    /// problem `problem_id`, `kept` by its transport or not: the rig, what was handed over, and
+    /// the stand-in.
     async fn opened_here_on(
         bus: Flaky,
         kept: bool,
         open_id: &str,
         problem_id: &str,
-    ) -> (Rig, Vec<Event>) {
+    ) -> (Rig, Vec<Event>, Here) {
         let rig = rig(bus);
         let here = Here {
             kept,
@@ -1497,7 +1500,7 @@ spec:
         .await
         .unwrap();
         let handed = here.handed.lock().unwrap().clone();
-        (rig, handed)
+        (rig, handed, here)
     }
 
     /// The stored record of the problem `problem_id` of [`problem`].
@@ -1512,7 +1515,7 @@ spec:
     #[tokio::test]
     async fn an_action_run_here_ends_the_remediation_on_the_record_it_was_handed_with() {
         for kept in [false, true] {
-            let (rig, handed) = opened_here_on(Flaky::default(), kept, "open-8", "P-8").await;
+            let (rig, handed, _) = opened_here_on(Flaky::default(), kept, "open-8", "P-8").await;
             let r = &rig.remediator;
             assert_eq!(handed.len(), 1, "the first action runs here");
             assert_eq!(rig.bus.of("action.triggered")[0].id(), handed[0].id());
@@ -1534,7 +1537,7 @@ spec:
     #[tokio::test]
     async fn a_close_while_an_action_runs_here_is_not_lost_to_the_record_held_for_its_end() {
         for kept in [false, true] {
-            let (rig, handed) = opened_here_on(Flaky::default(), kept, "open-9", "P-9").await;
+            let (rig, handed, _) = opened_here_on(Flaky::default(), kept, "open-9", "P-9").await;
             let r = &rig.remediator;
             assert_eq!(handed.len(), 1);
             // The CLOSED writes the record after it was held: the held revision is stale.
@@ -1560,7 +1563,7 @@ spec:
     async fn an_action_run_here_for_a_kept_open_sends_its_end_before_storing_it() {
         // The publish of remediation.finished fails once: what was stored before it shows.
         let failing = || Flaky::failing(&["sh.keptn.event.remediation.finished"]);
-        let (rig, handed) = opened_here_on(failing(), true, "open-12", "P-12").await;
+        let (rig, handed, here) = opened_here_on(failing(), true, "open-12", "P-12").await;
         let r = &rig.remediator;
         let done = finished_for(&handed[0], "pass");
         assert!(
@@ -1574,17 +1577,16 @@ spec:
             "no outcome stored before the send"
         );
         assert!(record.finish.is_none());
-        // The kept OPEN comes again: the action runs again under its id, and its end (not held
-        // this time) stores the outcome, then sends it.
+        // The kept OPEN comes again, unacknowledged: the action runs here again under its id,
+        // and its end (not held this time) stores the outcome, then sends it.
+        here.redelivered
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         handle(r, &decode(problem("open-12", "OPEN", json!("P-12"))))
             .await
             .unwrap();
-        let again = rig.bus.of("action.triggered");
-        assert_eq!(
-            again.last().unwrap().id(),
-            handed[0].id(),
-            "the same action id"
-        );
+        let again = here.handed.lock().unwrap().clone();
+        assert_eq!(again.len(), 2, "the action runs again");
+        assert_eq!(again[1].id(), handed[0].id(), "the same action id");
         handle(r, &done).await.unwrap();
         let finished = rig.bus.of("remediation.finished");
         assert_eq!(finished.len(), 1);
@@ -1596,7 +1598,7 @@ spec:
         assert_eq!(record_of(r, "P-12").await.unwrap().phase, Phase::Finished);
 
         // Not kept (core NATS, HTTP): the outcome is stored before the send, as always.
-        let (rig, handed) = opened_here_on(failing(), false, "open-13", "P-13").await;
+        let (rig, handed, _) = opened_here_on(failing(), false, "open-13", "P-13").await;
         let r = &rig.remediator;
         assert!(handle(r, &finished_for(&handed[0], "pass")).await.is_err());
         let record = record_of(r, "P-13").await.expect("claimed");
@@ -1606,7 +1608,7 @@ spec:
     #[tokio::test]
     async fn a_kept_action_ending_late_in_its_time_stores_its_outcome_before_sending_it() {
         let failing = Flaky::failing(&["sh.keptn.event.remediation.finished"]);
-        let (rig, handed) = opened_here_on(failing, true, "open-14", "P-14").await;
+        let (rig, handed, _) = opened_here_on(failing, true, "open-14", "P-14").await;
         let r = &rig.remediator;
         // 600 s to finish; it ends after 301 s: a replica's deadline may be deciding it too.
         r.skew_ms
