@@ -349,6 +349,18 @@ struct Post {
     answered: Instant,
 }
 
+impl Post {
+    /// The last POST `switched` noted, if any.
+    fn last(switched: Option<&Switched>) -> Option<Post> {
+        switched.and_then(|s| *s.lock().unwrap())
+    }
+
+    /// Its own time, from its arrival at the responder to its answer.
+    fn took(&self) -> Duration {
+        self.answered.saturating_duration_since(self.arrived)
+    }
+}
+
 /// A local HTTP/1.1 server on 127.0.0.1: with `upstream` (an Unleash base URL ending in `/api`)
 /// it forwards every request there and returns Unleash's answer; without, it answers at once
 /// (a GET with the flag on, anything else `{}`). It counts requests and notes when each POST
@@ -540,9 +552,7 @@ async fn unleash_floor(
         let _ = b.bytes().await?;
         if i >= WARM_UP {
             out.push(t0.elapsed());
-            if let Some(at) = switched.and_then(|s| *s.lock().unwrap()) {
-                seen.push(at.answered.saturating_duration_since(at.arrived));
-            }
+            seen.extend(Post::last(switched).map(|at| at.took()));
         }
         if i < 3 || !statuses.contains(&(sa, sb)) {
             statuses.push((sa, sb));
@@ -619,10 +629,10 @@ async fn sequential_remediations_switched(
         }
         if i >= WARM_UP {
             out.push(d);
-            if let Some(at) = switched.and_then(|s| *s.lock().unwrap()) {
+            if let Some(at) = Post::last(switched) {
                 to_switch.push(at.answered.saturating_duration_since(t0));
                 to_post.push(at.arrived.saturating_duration_since(t0));
-                post.push(at.answered.saturating_duration_since(at.arrived));
+                post.push(at.took());
             }
         }
     }
@@ -938,9 +948,7 @@ async fn unleash_timed(
         let _ = r.bytes().await?;
         if i >= WARM_UP {
             out.push(t0.elapsed());
-            if let Some(at) = switched.and_then(|s| *s.lock().unwrap()) {
-                seen.push(at.answered.saturating_duration_since(at.arrived));
-            }
+            seen.extend(Post::last(switched).map(|at| at.took()));
         }
     }
     Ok((out, seen, status))
