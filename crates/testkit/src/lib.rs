@@ -51,10 +51,13 @@ fn first_unbound(mut ports: impl Iterator<Item = u16>) -> Option<u16> {
 /// The lowest port [`free_port`] hands out, above the well-known services' ports.
 const PORTS_FROM: u16 = 20_000;
 
-/// The first port of the kernel's ephemeral range (`net.ipv4.ip_local_port_range`).
+/// The first port of the kernel's ephemeral range (`net.ipv4.ip_local_port_range`), read once.
 fn ephemeral_low() -> Option<u16> {
-    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
-    range.split_whitespace().next()?.parse().ok()
+    static LOW: std::sync::OnceLock<Option<u16>> = std::sync::OnceLock::new();
+    *LOW.get_or_init(|| {
+        let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+        range.split_whitespace().next()?.parse().ok()
+    })
 }
 
 /// The repository root (the workspace's `Cargo.toml`, two levels above this crate), for finding
