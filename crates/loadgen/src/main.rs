@@ -15,7 +15,11 @@
 //!   NATS request/reply round trip and the same Unleash POST + confirming GET with plain reqwest;
 //!   then the time to flag switched, and both again with `READ_BEFORE_SWITCH=false`. The
 //!   service's samples and the floors' are taken in interleaved rounds, as Unleash's speed drifts.
-//! - `overhead`: the same with an instant local HTTP responder instead of Unleash.
+//! - `overhead`: the same with an instant local HTTP responder instead of Unleash, beside two
+//!   floors of what the service promises, sent by a plain client (the OPEN's hop, the claim with
+//!   the read beside it, the switch, the read-back, the outcome's write in core mode, the hop
+//!   back; then the same with the events and key-value writes the service sends beside them),
+//!   and the service's CPU time and context switches per remediation.
 //! - `storm`: 100,000 problem.open over 1,000 problems, core and JetStream mode, instant responder.
 //! - `get-action`: get-action.triggered → get-action.finished (ROLES=get-action).
 //! - `startup`: process start → `/ready` 200, idle RSS.
@@ -520,6 +524,143 @@ async fn nats_floor(url: &str, n: usize) -> Result<Vec<Duration>> {
     Ok(out)
 }
 
+/// What the service's promises cost at least, each step sent by a plain client as soon as the
+/// one it depends on is answered: the OPEN's hop; the claim (a key-value create in a bucket
+/// made like the service's) with the read before the switch beside it; the switch; its
+/// read-back; in core mode the outcome's write (with JetStream the service writes it after
+/// remediation.finished); and the hop of remediation.finished. Both hops are plain NATS hops
+/// (a NATS request answered after the steps), less than a stream's delivery and
+/// confirmation, so in JetStream mode this floor is lower than what the service could reach.
+///
+/// `with_messages` adds what the protocol and the state send beside those steps, as the service
+/// sends them, each as soon as it can go: remediation.triggered, status.changed and
+/// action.triggered after the claim, action.started and action.finished after the read-back,
+/// every one also received by a subscriber of the same client (as the service's own
+/// subscriptions receive its events); after the end, in JetStream mode the finished mark, then
+/// the handled event id written and the record deleted; and a watch of the bucket receiving
+/// every write. The events are plain publishes to subjects of their own (no service sees them,
+/// no stream keeps them), again less than JetStream mode's stored and confirmed events.
+async fn durable_floor(
+    url: &str,
+    responder: &str,
+    n: usize,
+    mode: &str,
+    with_messages: bool,
+) -> Result<Vec<Duration>> {
+    let worker = async_nats::connect(url).await?;
+    let requester = async_nats::connect(url).await?;
+    let js = async_nats::jetstream::new(worker.clone());
+    let bucket = if with_messages { "floor_m" } else { "floor" };
+    js.get_or_create_stream(async_nats::jetstream::stream::Config {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        storage: async_nats::jetstream::stream::StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: async_nats::jetstream::stream::DiscardPolicy::New,
+        ..Default::default()
+    })
+    .await?;
+    let kv = js.get_key_value(bucket).await?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let environment =
+        format!("{responder}/admin/projects/default/features/LoadFlag/environments/{STAGE}");
+    let switch = format!("{environment}/on");
+    let outcome_on_path = mode == "core";
+    let subject = format!("loadgen.durable.{bucket}");
+    let mut sub = worker.subscribe(subject.clone()).await?;
+    let mut beside = vec![];
+    if with_messages {
+        let mut own = worker.subscribe(format!("loadgen.{bucket}.>")).await?;
+        beside.push(tokio::spawn(
+            async move { while own.next().await.is_some() {} },
+        ));
+        let mut watch = kv.watch(">").await?;
+        beside.push(tokio::spawn(async move {
+            while watch.next().await.is_some() {}
+        }));
+    }
+    worker.flush().await?;
+    let w = worker.clone();
+    let events = move |types: &'static [&'static str], payload: Bytes| {
+        let w = w.clone();
+        async move {
+            if with_messages {
+                for t in types {
+                    let _ = w
+                        .publish(format!("loadgen.{bucket}.{t}"), payload.clone())
+                        .await;
+                }
+            }
+        }
+    };
+    let w = worker.clone();
+    let task = tokio::spawn(async move {
+        let mut i = 0u64;
+        while let Some(msg) = sub.next().await {
+            i += 1;
+            let key = format!("p.{i}");
+            let read = async { http.get(&environment).send().await?.bytes().await };
+            let (claim, read) = tokio::join!(kv.create(&key, msg.payload.clone()), read);
+            let (Ok(rev), Ok(_)) = (claim, read) else {
+                continue;
+            };
+            events(&["triggered", "status", "action"], msg.payload.clone()).await;
+            let step = async {
+                http.post(&switch)
+                    .json(&json!({}))
+                    .send()
+                    .await?
+                    .bytes()
+                    .await?;
+                http.get(&environment).send().await?.bytes().await
+            };
+            if step.await.is_err() {
+                continue;
+            }
+            events(&["started", "finished"], msg.payload.clone()).await;
+            if outcome_on_path && kv.update(&key, msg.payload.clone(), rev).await.is_err() {
+                continue;
+            }
+            if let Some(reply) = msg.reply {
+                let _ = w.publish(reply, msg.payload.clone()).await;
+            }
+            if with_messages {
+                if !outcome_on_path {
+                    // The finished mark, which JetStream mode writes after the end.
+                    let _ = kv.update(&key, msg.payload.clone(), rev).await;
+                }
+                let _ = kv.put(format!("e.{i}"), msg.payload.clone()).await;
+                let _ = kv.delete(&key).await;
+            }
+        }
+    });
+    let payload = Bytes::from(serde_json::to_vec(&problem_open("floor", "ctx"))?);
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n + WARM_UP {
+        let t0 = Instant::now();
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            requester.request(subject.clone(), payload.clone()),
+        )
+        .await
+        .context("durable floor request timed out")?
+        .context("durable floor request")?;
+        if i >= WARM_UP {
+            out.push(t0.elapsed());
+        }
+    }
+    task.abort();
+    for t in beside {
+        t.abort();
+    }
+    Ok(out)
+}
+
 /// The Unleash requests of one toggle as the service sends them (POST …/on, then GET the
 /// feature), with a plain reqwest client. Returns durations and the status codes seen.
 async fn unleash_floor(
@@ -954,6 +1095,54 @@ async fn unleash_timed(
     Ok((out, seen, status))
 }
 
+/// What a process has used so far, all its threads together: CPU time (user and system, from
+/// `/proc/<pid>/stat`) and context switches (voluntary and not, from each thread's `status`).
+/// Zero where `/proc` cannot be read.
+struct Usage {
+    cpu: Duration,
+    switches: u64,
+}
+
+impl Usage {
+    fn of(pid: u32) -> Usage {
+        // utime and stime, the 14th and 15th fields, counted after the command's closing ')'.
+        let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let rest = &stat[stat.rfind(')')? + 1..];
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+            })
+            .unwrap_or(0);
+        // SAFETY: sysconf has no preconditions.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        let switches = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+            .flat_map(|status| {
+                status
+                    .lines()
+                    .filter(|l| l.contains("ctxt_switches:"))
+                    .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                    .collect::<Vec<_>>()
+            })
+            .sum();
+        Usage {
+            cpu: Duration::from_millis(ticks * 1000 / per_second),
+            switches,
+        }
+    }
+
+    fn since(&self, before: &Usage) -> Usage {
+        Usage {
+            cpu: self.cpu.saturating_sub(before.cpu),
+            switches: self.switches.saturating_sub(before.switches),
+        }
+    }
+}
+
 /// Returns p50 and p99 of problem.open → remediation.finished.
 async fn scenario_overhead(
     report: &mut Report,
@@ -974,22 +1163,23 @@ async fn scenario_overhead(
     })?;
     wait_ready(&mut svc).await?;
     let sc = format!("2. service overhead, instant responder ({mode})");
+    let before = Usage::of(svc.pid());
     let Remediations {
         e2e,
         to_switch,
         not_pass,
         ..
     } = sequential_remediations_switched(&nats_server.url(), n, "ovh", Some(&switched)).await?;
+    let used = Usage::of(svc.pid()).since(&before);
+    let answered = requests.load(Ordering::Relaxed);
     let nats = nats_floor(&nats_server.url(), n).await?;
+    let durable = durable_floor(&nats_server.url(), &responder, n, mode, false).await?;
+    let durable_m = durable_floor(&nats_server.url(), &responder, n, mode, true).await?;
     report.latencies(
         &sc,
         "problem.open → remediation.finished",
         &e2e,
-        format!(
-            "{not_pass} not pass; {} HTTP requests answered",
-            requests.load(Ordering::Relaxed)
-        )
-        .as_str(),
+        format!("{not_pass} not pass; {answered} HTTP requests answered").as_str(),
     );
     report.latencies(
         &sc,
@@ -997,7 +1187,49 @@ async fn scenario_overhead(
         &to_switch,
         "",
     );
+    let count = (n + WARM_UP) as f64;
+    report.add(
+        &sc,
+        "per remediation: CPU time / context switches of the service (/proc)",
+        format!(
+            "{:.3} ms / {:.1}",
+            used.cpu.as_secs_f64() * 1e3 / count,
+            used.switches as f64 / count
+        ),
+        format!(
+            "all its threads, over the {} remediations one after another (with the warm-up)",
+            n + WARM_UP
+        ),
+    );
     report.latencies(&sc, "floor: NATS request/reply", &nats, "");
+    report.latencies(
+        &sc,
+        "floor of the promises: hop, claim ∥ read, switch, read-back, outcome write (core only), hop",
+        &durable,
+        "a plain client, each step after the one it depends on",
+    );
+    report.latencies(
+        &sc,
+        "the same floor with the protocol's and the state's messages beside it",
+        &durable_m,
+        "five events received back, the handled id, the delete, a watch of the bucket",
+    );
+    ratio_row(
+        report,
+        &sc,
+        "ratio p50 / floor of the promises p50",
+        &e2e,
+        &durable,
+        None,
+    );
+    ratio_row(
+        report,
+        &sc,
+        "ratio p50 / floor of the promises with the messages p50",
+        &e2e,
+        &durable_m,
+        None,
+    );
     let stats = Stats::of(&e2e);
     let p99 = stats.p99;
     report.add(
