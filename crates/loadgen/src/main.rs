@@ -7,6 +7,7 @@
 //! target/release/loadgen all            # every scenario, Markdown table on stdout
 //! target/release/loadgen e2e|overhead|storm|get-action|startup [--n N]
 //! target/release/loadgen problems [--n 50000]   # RSS after N distinct problems
+//! target/release/loadgen post-cadence [--n N]
 //! ```
 //!
 //! Scenarios (see BENCHMARKS.md):
@@ -23,6 +24,8 @@
 //! - `storm`: 100,000 problem.open over 1,000 problems, core and JetStream mode, instant responder.
 //! - `get-action`: get-action.triggered → get-action.finished (ROLES=get-action).
 //! - `startup`: process start → `/ready` 200, idle RSS.
+//! - `post-cadence` (not in `all`): Unleash's answer to the same switch by what precedes it
+//!   (idle time, a busy client, a GET, the service's headers).
 //!
 //! The service binary is `target/release/unleash-remediation-service` (override with
 //! `SERVICE_BIN`). Every loop is bounded in count and time.
@@ -1774,6 +1777,10 @@ fn main() -> Result<()> {
             }
             ran = true;
         }
+        if scenario == "post-cadence" {
+            scenario_post_cadence(&mut report, n).await?;
+            ran = true;
+        }
         if all || scenario == "e2e" {
             for m in &modes {
                 if let Err(e) = scenario_e2e(&mut report, n, m).await {
@@ -1783,7 +1790,7 @@ fn main() -> Result<()> {
             ran = true;
         }
         if !ran {
-            bail!("unknown scenario {scenario:?}: use all, e2e, overhead, storm, get-action or startup");
+            bail!("unknown scenario {scenario:?}: use all, e2e, overhead, storm, get-action, startup, problems or post-cadence");
         }
         Ok::<(), anyhow::Error>(())
     });
@@ -1795,4 +1802,87 @@ fn main() -> Result<()> {
     println!();
     report.print();
     result
+}
+
+/// Whether Unleash answers a switch more slowly by what comes before it: the same POST (the
+/// flag already on) back to back, after 0.5, 1 and 2 ms idle, after 1 ms of this client's CPU
+/// kept busy, after a GET, and with the service's headers (`Accept`, `User-Agent`). Interleaved
+/// in rounds like scenario 1, against Unleash 7.5.1 directly.
+async fn scenario_post_cadence(report: &mut Report, n: usize) -> Result<()> {
+    let unleash = UnleashServer::start(UnleashVersion::V7)?;
+    let flag = format!(
+        "Cadence-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    UnleashClient::new(unleash.admin_config())?
+        .create_flag(&flag)
+        .await?;
+    let (base, token) = (unleash.base_url(), unleash.admin_token());
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let get = format!("{base}/admin/projects/default/features/{flag}/environments/{STAGE}");
+    let post = format!("{get}/on");
+    let variants = [
+        "back to back",
+        "after 0.5 ms idle",
+        "after 1 ms idle",
+        "after 2 ms idle",
+        "after 1 ms busy",
+        "after a GET",
+        "with the service's headers",
+    ];
+    let mut out: Vec<Vec<Duration>> = vec![vec![]; variants.len()];
+    let per_round = n.div_ceil(E2E_ROUNDS).max(1);
+    for _ in 0..E2E_ROUNDS {
+        for (v, samples) in out.iter_mut().enumerate() {
+            for i in 0..per_round + WARM_UP {
+                match v {
+                    1..=3 => {
+                        let idle = [500, 1000, 2000][v - 1];
+                        tokio::time::sleep(Duration::from_micros(idle)).await;
+                    }
+                    4 => {
+                        let t = Instant::now();
+                        while t.elapsed() < Duration::from_millis(1) {
+                            std::hint::spin_loop();
+                        }
+                    }
+                    5 => {
+                        let r = http.get(&get).header("Authorization", token).send().await?;
+                        let _ = r.bytes().await?;
+                    }
+                    _ => {}
+                }
+                let mut request = http.post(&post).header("Authorization", token);
+                request = if v == 6 {
+                    request
+                        .header("Accept", "application/json")
+                        .header(
+                            "User-Agent",
+                            concat!("unleash-remediation-service/", env!("CARGO_PKG_VERSION")),
+                        )
+                        .header("Content-Type", "application/json")
+                        .body("{}")
+                } else {
+                    request.json(&json!({}))
+                };
+                let t0 = Instant::now();
+                let r = request.send().await?;
+                let status = r.status();
+                let _ = r.bytes().await?;
+                if !status.is_success() {
+                    bail!("the switch answered {status}");
+                }
+                if i >= WARM_UP {
+                    samples.push(t0.elapsed());
+                }
+            }
+        }
+    }
+    let sc = "7. the switch by what comes before it, Unleash 7.5.1";
+    for (name, samples) in variants.iter().zip(&out) {
+        report.latencies(sc, &format!("POST …/on {name}"), samples, "");
+    }
+    Ok(())
 }
