@@ -1099,8 +1099,9 @@ async fn unleash_timed(
 }
 
 /// What a process has used so far, all its threads together: CPU time (user and system, from
-/// `/proc/<pid>/stat`) and context switches (voluntary and not, from each thread's `status`).
-/// Zero where `/proc` cannot be read.
+/// `/proc/<pid>/stat`) and context switches (voluntary and not, from each thread's `status`;
+/// a thread that ended in between takes its own switches with it). Zero where `/proc` cannot be
+/// read.
 struct Usage {
     cpu: Duration,
     switches: u64,
