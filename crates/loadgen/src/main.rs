@@ -567,11 +567,8 @@ async fn durable_floor(
     })
     .await?;
     let kv = js.get_key_value(bucket).await?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()?;
-    let environment =
-        format!("{responder}/admin/projects/default/features/LoadFlag/environments/{STAGE}");
+    let http = plain_http()?;
+    let environment = environment_url(responder, "LoadFlag");
     let switch = format!("{environment}/on");
     let outcome_on_path = mode == "core";
     let subject = format!("loadgen.durable.{bucket}");
@@ -664,6 +661,19 @@ async fn durable_floor(
     Ok(out)
 }
 
+/// The plain HTTP client of the floors: reqwest's defaults and a 5 s timeout.
+fn plain_http() -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?)
+}
+
+/// The flag's one environment (`STAGE`) in Unleash's admin API under `base`: what the service
+/// reads before and after a switch; `…/on` switches it.
+fn environment_url(base: &str, flag: &str) -> String {
+    format!("{base}/admin/projects/default/features/{flag}/environments/{STAGE}")
+}
+
 /// The Unleash requests of one toggle as the service sends them (POST …/on, then GET the
 /// feature), with a plain reqwest client. Returns durations and the status codes seen.
 async fn unleash_floor(
@@ -673,12 +683,10 @@ async fn unleash_floor(
     n: usize,
     switched: Option<&Switched>,
 ) -> Result<(Vec<Duration>, Vec<Duration>, Vec<(u16, u16)>)> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()?;
-    let post = format!("{base}/admin/projects/default/features/{flag}/environments/{STAGE}/on");
+    let http = plain_http()?;
     // The read-back the service sends: the flag's one environment.
-    let get = format!("{base}/admin/projects/default/features/{flag}/environments/{STAGE}");
+    let get = environment_url(base, flag);
+    let post = format!("{get}/on");
     let (mut out, mut seen) = (Vec::with_capacity(n), vec![]);
     let mut statuses = Vec::new();
     for i in 0..n + WARM_UP {
@@ -1073,10 +1081,8 @@ async fn unleash_timed(
     post: bool,
     switched: Option<&Switched>,
 ) -> Result<(Vec<Duration>, Vec<Duration>, u16)> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()?;
-    let environment = format!("{base}/admin/projects/default/features/{flag}/environments/{STAGE}");
+    let http = plain_http()?;
+    let environment = environment_url(base, flag);
     let switch = format!("{environment}/on");
     let (mut out, mut seen) = (Vec::with_capacity(n), vec![]);
     let mut status = 0;
@@ -1191,18 +1197,17 @@ async fn scenario_overhead(
         &to_switch,
         "",
     );
-    let count = (n + WARM_UP) as f64;
+    let runs = n + WARM_UP;
     report.add(
         &sc,
         "per remediation: CPU time / context switches of the service (/proc)",
         format!(
             "{:.3} ms / {:.1}",
-            used.cpu.as_secs_f64() * 1e3 / count,
-            used.switches as f64 / count
+            used.cpu.as_secs_f64() * 1e3 / runs as f64,
+            used.switches as f64 / runs as f64
         ),
         format!(
-            "all its threads, over the {} remediations one after another (with the warm-up)",
-            n + WARM_UP
+            "all its threads, over the {runs} remediations one after another (with the warm-up)"
         ),
     );
     report.latencies(&sc, "floor: NATS request/reply", &nats, "");
@@ -1805,10 +1810,21 @@ fn main() -> Result<()> {
     result
 }
 
+/// What precedes one POST of [`scenario_post_cadence`].
+#[derive(Clone, Copy)]
+enum Before {
+    Nothing,
+    Idle(Duration),
+    Busy(Duration),
+    Get,
+    /// Nothing, but the POST carries the service's headers.
+    ServiceHeaders,
+}
+
 /// Whether Unleash answers a switch more slowly by what comes before it: the same POST (the
 /// flag already on) back to back, after 0.5, 1 and 2 ms idle, after 1 ms of this client's CPU
-/// kept busy, after a GET, and with the service's headers (`Accept`, `User-Agent`). Interleaved
-/// in rounds like scenario 1, against Unleash 7.5.1 directly.
+/// kept busy, after a GET, and with the headers the service sends (`Accept`, and a `User-Agent`
+/// of its form). Interleaved in rounds like scenario 1, against Unleash 7.5.1 directly.
 async fn scenario_post_cadence(report: &mut Report, n: usize) -> Result<()> {
     let unleash = UnleashServer::start(UnleashVersion::V7)?;
     let flag = format!(
@@ -1819,54 +1835,52 @@ async fn scenario_post_cadence(report: &mut Report, n: usize) -> Result<()> {
         .create_flag(&flag)
         .await?;
     let (base, token) = (unleash.base_url(), unleash.admin_token());
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()?;
-    let get = format!("{base}/admin/projects/default/features/{flag}/environments/{STAGE}");
+    let http = plain_http()?;
+    let get = environment_url(&base, &flag);
     let post = format!("{get}/on");
+    let ms = Duration::from_millis;
     let variants = [
-        "back to back",
-        "after 0.5 ms idle",
-        "after 1 ms idle",
-        "after 2 ms idle",
-        "after 1 ms busy",
-        "after a GET",
-        "with the service's headers",
+        ("back to back", Before::Nothing),
+        (
+            "after 0.5 ms idle",
+            Before::Idle(Duration::from_micros(500)),
+        ),
+        ("after 1 ms idle", Before::Idle(ms(1))),
+        ("after 2 ms idle", Before::Idle(ms(2))),
+        ("after 1 ms busy", Before::Busy(ms(1))),
+        ("after a GET", Before::Get),
+        ("with the service's headers", Before::ServiceHeaders),
     ];
     let mut out: Vec<Vec<Duration>> = vec![vec![]; variants.len()];
     let per_round = n.div_ceil(E2E_ROUNDS).max(1);
     for _ in 0..E2E_ROUNDS {
-        for (v, samples) in out.iter_mut().enumerate() {
+        for ((_, before), samples) in variants.iter().zip(out.iter_mut()) {
             for i in 0..per_round + WARM_UP {
-                match v {
-                    1..=3 => {
-                        let idle = [500, 1000, 2000][v - 1];
-                        tokio::time::sleep(Duration::from_micros(idle)).await;
-                    }
-                    4 => {
+                match *before {
+                    Before::Idle(idle) => tokio::time::sleep(idle).await,
+                    Before::Busy(busy) => {
                         let t = Instant::now();
-                        while t.elapsed() < Duration::from_millis(1) {
+                        while t.elapsed() < busy {
                             std::hint::spin_loop();
                         }
                     }
-                    5 => {
+                    Before::Get => {
                         let r = http.get(&get).header("Authorization", token).send().await?;
                         let _ = r.bytes().await?;
                     }
-                    _ => {}
+                    Before::Nothing | Before::ServiceHeaders => {}
                 }
-                let mut request = http.post(&post).header("Authorization", token);
-                request = if v == 6 {
-                    request
+                let request = http.post(&post).header("Authorization", token);
+                let request = match before {
+                    Before::ServiceHeaders => request
                         .header("Accept", "application/json")
                         .header(
                             "User-Agent",
                             concat!("unleash-remediation-service/", env!("CARGO_PKG_VERSION")),
                         )
                         .header("Content-Type", "application/json")
-                        .body("{}")
-                } else {
-                    request.json(&json!({}))
+                        .body("{}"),
+                    _ => request.json(&json!({})),
                 };
                 let t0 = Instant::now();
                 let r = request.send().await?;
@@ -1882,7 +1896,7 @@ async fn scenario_post_cadence(report: &mut Report, n: usize) -> Result<()> {
         }
     }
     let sc = "7. the switch by what comes before it, Unleash 7.5.1";
-    for (name, samples) in variants.iter().zip(&out) {
+    for ((name, _), samples) in variants.iter().zip(&out) {
         report.latencies(sc, &format!("POST …/on {name}"), samples, "");
     }
     Ok(())
